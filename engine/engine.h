@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine.h - the public contract of Tuna's training and inference engine.
+ *
+ * The engine knows tensors, models, tokenizers, training and sampling. It
+ * knows nothing of HTTP, SQL or JSON requests, so a CLI, a test or the daemon
+ * can link it alone.
+ *
+ * Conventions
+ *  - Functions return 0 on success or a negative errno (-EINVAL bad input,
+ *    -ENOENT missing file, -EIO unreadable/corrupt, -ENOMEM, -ECANCELED when an
+ *    abort hook fired). Outputs are ret_* parameters, last, written only on
+ *    success. An optional `char *err, size_t errlen` buffer gets a one-line
+ *    human message.
+ *  - The engine never logs and never exits; it reports through the hooks.
+ *  - Objects: _new/_free (heap), _ref/_unref (shared). Destructors accept NULL.
+ *  - Thread safety: a loaded eng_model and eng_tokenizer are immutable after
+ *    load and may be shared by any number of threads (refcounted). Trainers
+ *    and generation sessions belong to one thread at a time.
+ */
+#ifndef TUNA_ENGINE_H
+#define TUNA_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Model configuration                                                       */
+
+typedef enum {
+    ENG_ROPE_INTERLEAVED = 0, /* pairs (2i, 2i+1): llama2.c, Meta checkpoints */
+    ENG_ROPE_HALF = 1,        /* pairs (i, i+d/2): Hugging Face "rotate_half" */
+} eng_rope_style;
+
+typedef enum {
+    ENG_ROPE_SCALING_NONE = 0,
+    ENG_ROPE_SCALING_LINEAR = 1,
+    ENG_ROPE_SCALING_LLAMA3 = 2,
+} eng_rope_scaling;
+
+typedef struct eng_config {
+    int dim;          /* hidden size */
+    int hidden_dim;   /* MLP intermediate size */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;   /* <= n_heads, divides it (grouped-query attention) */
+    int head_dim;     /* usually dim / n_heads */
+    int vocab_size;
+    int max_seq_len;  /* context length */
+    float norm_eps;
+    float rope_theta;
+    eng_rope_style rope_style;
+    eng_rope_scaling rope_scaling;
+    float rope_factor;           /* linear and llama3 scaling */
+    float rope_low_freq_factor;  /* llama3 */
+    float rope_high_freq_factor; /* llama3 */
+    int rope_orig_max_pos;       /* llama3 original_max_position_embeddings */
+    bool tied_embeddings;        /* LM head shares the token embedding */
+    bool qkv_bias;               /* Qwen2 style q/k/v biases */
+    char arch[32];               /* "llama", "mistral", "qwen2" */
+} eng_config;
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                    */
+
+typedef struct eng_model eng_model;
+
+/* Loads a llama2.c checkpoint (7 x int32 header, fp32 weights; a negative
+ * vocab size means an unshared classifier). The file is memory-mapped. */
+int eng_model_load_llama2c(const char *path, eng_model **ret_model,
+                           char *err, size_t errlen);
+
+/* Builds a model with random weights (N(0, std)) for tests and benchmarks. */
+int eng_model_new_random(const eng_config *cfg, uint64_t seed, float std,
+                         eng_model **ret_model);
+
+eng_model *eng_model_ref(eng_model *m);
+void eng_model_unref(eng_model *m);
+const eng_config *eng_model_config(const eng_model *m);
+int64_t eng_model_n_params(const eng_model *m);
+
+/* ------------------------------------------------------------------------ */
+/* Tokenizers                                                                */
+
+typedef struct eng_tokenizer eng_tokenizer;
+
+/* llama2.c tokenizer.bin: SentencePiece-style BPE with scores, byte
+ * fallback tokens <0xNN>, BOS=1, EOS=2. */
+int eng_tokenizer_load_llama2c(const char *path, int vocab_size,
+                               eng_tokenizer **ret_tok, char *err,
+                               size_t errlen);
+eng_tokenizer *eng_tokenizer_ref(eng_tokenizer *t);
+void eng_tokenizer_unref(eng_tokenizer *t);
+
+/* Encodes UTF-8 text. With add_bos, BOS is prepended. parse_special: text of
+ * special tokens becomes one token (otherwise it is plain text). Writes at
+ * most cap ids; *ret_n gets the full count (a count > cap means truncated).
+ * Returns -EINVAL for invalid UTF-8 input. */
+int eng_tokenizer_encode(const eng_tokenizer *t, const char *text, size_t len,
+                         bool add_bos, bool parse_special, int32_t *ids,
+                         int cap, int *ret_n);
+/* Bytes of one token's text as it appears in decoded output (byte-fallback
+ * tokens give one raw byte, SentencePiece's U+2581 becomes a space).
+ * prev is the previous token (-1 if none): a leading space after BOS is
+ * dropped, as SentencePiece does. Returns the length; *ret_bytes is borrowed. */
+int eng_tokenizer_piece(const eng_tokenizer *t, int32_t prev, int32_t id,
+                        const char **ret_bytes);
+/* Decodes a whole id sequence into a malloc'd NUL-terminated string. */
+int eng_tokenizer_decode(const eng_tokenizer *t, const int32_t *ids, int n,
+                         char **ret_text);
+int eng_tokenizer_vocab_size(const eng_tokenizer *t);
+int32_t eng_tokenizer_bos(const eng_tokenizer *t);
+int32_t eng_tokenizer_eos(const eng_tokenizer *t);
+
+/* ------------------------------------------------------------------------ */
+/* Data to tokens                                                            */
+
+typedef enum {
+    ENG_REC_COMPLETION = 0, /* prompt/completion or input/output */
+    ENG_REC_CHAT = 1,       /* messages */
+    ENG_REC_TEXT = 2,       /* text */
+} eng_record_kind;
+
+typedef struct eng_message {
+    const char *role;    /* "system", "user", "assistant" */
+    const char *content;
+} eng_message;
+
+/* One training record, borrowed strings (the caller parsed the JSON). */
+typedef struct eng_record {
+    eng_record_kind kind;
+    const char *prompt;      /* COMPLETION */
+    const char *completion;  /* COMPLETION */
+    const char *text;        /* TEXT */
+    const eng_message *messages; /* CHAT */
+    int n_messages;
+} eng_record;
+
+/* A tokenized example: ids and a per-token loss mask. mask[i] = 1 means the
+ * model is trained to predict ids[i] (from ids[0..i-1]). */
+typedef struct eng_example {
+    int32_t *ids;
+    uint8_t *mask;
+    int n;
+    bool truncated;
+} eng_example;
+
+/* Tokenizes a record: completion records get loss on the completion only
+ * with EOS appended; text records on every token; chat records are rendered
+ * with the default template (see data.c) with loss on assistant turns only.
+ * Truncates to max_len tokens (ret->truncated says so). */
+int eng_example_from_record(const eng_tokenizer *t, const eng_record *rec,
+                            int max_len, eng_example *ret);
+void eng_example_done(eng_example *ex);
+
+/* Renders chat messages with Tuna's default template into a malloc'd string.
+ * add_generation_prompt appends the assistant header. */
+int eng_chat_render_default(const eng_message *msgs, int n,
+                            bool add_generation_prompt, char **ret_text);
+
+/* ------------------------------------------------------------------------ */
+/* LoRA adapters                                                             */
+
+enum {
+    ENG_TARGET_Q = 1 << 0,
+    ENG_TARGET_K = 1 << 1,
+    ENG_TARGET_V = 1 << 2,
+    ENG_TARGET_O = 1 << 3,
+    ENG_TARGET_GATE = 1 << 4,
+    ENG_TARGET_UP = 1 << 5,
+    ENG_TARGET_DOWN = 1 << 6,
+    ENG_TARGET_DEFAULT = 0xF, /* q, k, v, o */
+    ENG_TARGET_ALL = 0x7F,
+};
+
+typedef struct eng_adapter eng_adapter;
+
+/* New adapter for model m: A ~ kaiming-uniform (seeded), B = 0, so the
+ * adapted model equals the base at step 0. */
+int eng_adapter_new(const eng_model *m, int rank, float alpha,
+                    unsigned targets, uint64_t seed, eng_adapter **ret);
+/* Loads an adapter folder (adapter_config.json + adapter_model.safetensors,
+ * PEFT tensor names) and checks every shape against m. */
+int eng_adapter_load(const eng_model *m, const char *dir, eng_adapter **ret,
+                     char *err, size_t errlen);
+/* Saves an adapter folder atomically (temp files, fsync, rename).
+ * base_name goes into adapter_config.json's base_model_name_or_path. */
+int eng_adapter_save(const eng_adapter *a, const char *dir,
+                     const char *base_name, char *err, size_t errlen);
+eng_adapter *eng_adapter_ref(eng_adapter *a);
+void eng_adapter_unref(eng_adapter *a);
+size_t eng_adapter_bytes(const eng_adapter *a);
+
+/* ------------------------------------------------------------------------ */
+/* Hooks                                                                     */
+
+typedef struct eng_progress {
+    int step;            /* optimizer steps done */
+    int total_steps;
+    int epoch;           /* 1-based */
+    float train_loss;    /* mean masked cross-entropy of the last step */
+    float lr;
+    float grad_norm;     /* before clipping */
+    double tokens_per_second;
+    int64_t tokens_seen;
+} eng_progress;
+
+typedef struct eng_hooks {
+    /* Called after every optimizer step. */
+    void (*progress)(void *user, const eng_progress *p);
+    /* Polled at least once per step; returning true aborts (-ECANCELED). */
+    bool (*abort)(void *user);
+    /* Free-form diagnostic lines (the engine itself never prints). */
+    void (*log)(void *user, const char *msg);
+    void *user;
+} eng_hooks;
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                  */
+
+typedef enum {
+    ENG_SCHED_COSINE = 0,
+    ENG_SCHED_LINEAR = 1,
+    ENG_SCHED_CONSTANT = 2,
+} eng_schedule;
+
+typedef struct eng_train_params {
+    /* adapter */
+    bool full_finetune;  /* train every weight instead of LoRA */
+    int lora_rank;       /* default 8 */
+    float lora_alpha;    /* default 16 */
+    float lora_dropout;  /* default 0 */
+    unsigned targets;    /* ENG_TARGET_*, default q,k,v,o */
+    /* optimisation */
+    int epochs;          /* default 3 */
+    int batch_size;      /* sequences per micro-batch, default 4 */
+    int grad_accum;      /* micro-batches per optimizer step, default 1 */
+    int max_seq_len;     /* default 256 */
+    float learning_rate; /* peak, default 1e-3 (LoRA) */
+    int warmup_steps;    /* default 0 */
+    eng_schedule schedule;
+    float min_lr_ratio;  /* final lr / peak lr, default 0.1 */
+    float weight_decay;  /* default 0 */
+    float beta1, beta2, adam_eps; /* 0.9, 0.999, 1e-8 */
+    float max_grad_norm; /* 0 = no clipping, default 1.0 */
+    bool packing;        /* pack examples into full rows instead of padding */
+    uint64_t seed;       /* data order, dropout, adapter init */
+    int n_threads;       /* BLAS + engine threads for this trainer */
+} eng_train_params;
+
+void eng_train_params_default(eng_train_params *p);
+
+typedef struct eng_trainer eng_trainer;
+
+/* The trainer borrows m (takes a ref) and copies the examples it needs. */
+int eng_trainer_new(eng_model *m, const eng_train_params *p,
+                    const eng_example *train, int n_train,
+                    eng_trainer **ret, char *err, size_t errlen);
+void eng_trainer_free(eng_trainer *t);
+int eng_trainer_total_steps(const eng_trainer *t);
+int eng_trainer_step_index(const eng_trainer *t);
+/* One optimizer step (grad_accum micro-batches). */
+int eng_trainer_step(eng_trainer *t, const eng_hooks *h, eng_progress *ret);
+/* Runs every remaining step, calling the hooks. */
+int eng_trainer_run(eng_trainer *t, const eng_hooks *h);
+/* Mean masked loss and next-token accuracy over examples, no grad. */
+int eng_trainer_evaluate(eng_trainer *t, const eng_example *ex, int n,
+                         float *ret_loss, float *ret_accuracy);
+/* The current adapter (borrowed; take a ref to keep it). NULL when
+ * full_finetune. */
+eng_adapter *eng_trainer_adapter(eng_trainer *t);
+/* Checkpoint: adapter + optimizer moments + step + RNG + data order, in one
+ * safetensors file written atomically into dir; resume restores all of it so
+ * training continues bit-exactly. */
+int eng_trainer_save_checkpoint(const eng_trainer *t, const char *dir,
+                                char *err, size_t errlen);
+int eng_trainer_load_checkpoint(eng_trainer *t, const char *dir, char *err,
+                                size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* Generation                                                                */
+
+typedef struct eng_sample_params {
+    int max_tokens;      /* default 64 */
+    float temperature;   /* 0 = greedy */
+    float top_p;         /* 1 = off */
+    int top_k;           /* 0 = off */
+    uint64_t seed;
+    const char *const *stop; /* stop strings, may be NULL */
+    int n_stop;
+    bool stop_at_eos;    /* default true */
+    int n_threads;
+} eng_sample_params;
+
+void eng_sample_params_default(eng_sample_params *p);
+
+typedef enum {
+    ENG_FINISH_LENGTH = 0,
+    ENG_FINISH_STOP = 1,   /* EOS or a stop string */
+} eng_finish;
+
+/* Streaming callback: text is a UTF-8-complete piece (never a split
+ * character). Return false to stop generating (finish = STOP). */
+typedef bool (*eng_token_cb)(void *user, const char *text, size_t len);
+
+typedef struct eng_generation {
+    char *text;          /* malloc'd completion text, stop string excluded */
+    eng_finish finish;
+    int prompt_tokens;
+    int completion_tokens;
+} eng_generation;
+
+/* Generates from base m plus optional adapter a (applied unmerged). */
+int eng_generate(eng_model *m, const eng_adapter *a, const eng_tokenizer *t,
+                 const char *prompt, const eng_sample_params *sp,
+                 eng_token_cb cb, void *user, const eng_hooks *h,
+                 eng_generation *ret, char *err, size_t errlen);
+/* Same, from prompt token ids (BOS included if wanted). */
+int eng_generate_ids(eng_model *m, const eng_adapter *a,
+                     const eng_tokenizer *t, const int32_t *ids, int n_ids,
+                     const eng_sample_params *sp, eng_token_cb cb, void *user,
+                     const eng_hooks *h, eng_generation *ret, char *err,
+                     size_t errlen);
+void eng_generation_done(eng_generation *g);
+
+/* ------------------------------------------------------------------------ */
+/* Threads                                                                   */
+
+/* Sets the thread count of the calling thread's engine work (BLAS included).
+ * Called by trainers/generators with their n_threads; exposed for benches. */
+void eng_set_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

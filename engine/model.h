@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * model.h - engine-internal layout of models and adapters.
+ *
+ * A weight matrix W is stored row-major as [out, in] (PyTorch nn.Linear
+ * layout), so y = x W^T. Frozen base weights may live in a memory-mapped
+ * file in any eng_dtype; everything trainable is fp32 and owned.
+ * Only files inside engine/ include this header.
+ */
+#ifndef TUNA_ENGINE_MODEL_H
+#define TUNA_ENGINE_MODEL_H
+
+#include "engine.h"
+#include "kernels.h"
+#include <stdatomic.h>
+
+typedef struct eng_layer {
+    eng_tensor attn_norm;           /* [dim] */
+    eng_tensor wq, wk, wv, wo;      /* [n_heads*hd, dim], [n_kv*hd, dim] x2, [dim, n_heads*hd] */
+    eng_tensor bq, bk, bv;          /* biases (qkv_bias only), else data == NULL */
+    eng_tensor ffn_norm;            /* [dim] */
+    eng_tensor w_gate, w_up;        /* [hidden, dim] */
+    eng_tensor w_down;              /* [dim, hidden] */
+} eng_layer;
+
+struct eng_model {
+    atomic_int refs;
+    eng_config cfg;
+    eng_tensor tok_emb;             /* [vocab, dim] */
+    eng_tensor final_norm;          /* [dim] */
+    eng_tensor lm_head;             /* [vocab, dim]; == tok_emb when tied */
+    eng_layer *layers;              /* [n_layers] */
+    float *rope_inv_freq;           /* [head_dim/2], scaling applied */
+    void *map;                      /* mmap'd file, or NULL */
+    size_t map_len;
+    void *owned;                    /* one malloc block of owned weights, or NULL */
+    int64_t n_params;
+};
+
+/* Index of a LoRA target in the per-layer arrays below. */
+enum { ENG_T_Q, ENG_T_K, ENG_T_V, ENG_T_O, ENG_T_GATE, ENG_T_UP, ENG_T_DOWN,
+       ENG_T_COUNT };
+
+typedef struct eng_lora {
+    float *A;   /* [rank, in] */
+    float *B;   /* [out, rank] */
+    int in, out;
+} eng_lora;
+
+struct eng_adapter {
+    atomic_int refs;
+    int rank;
+    float alpha;
+    float scale;             /* alpha / rank */
+    unsigned targets;        /* ENG_TARGET_* */
+    int n_layers;
+    eng_lora *lora;          /* [n_layers * ENG_T_COUNT]; A == NULL if absent */
+    float *data;             /* one block holding every A and B */
+    size_t n_floats;
+};
+
+static inline eng_lora *eng_adapter_at(const eng_adapter *a, int layer, int t)
+{
+    return &a->lora[layer * ENG_T_COUNT + t];
+}
+
+/* The base weight of target t in layer l. */
+eng_tensor *eng_layer_target(eng_layer *l, int t);
+/* in/out sizes of target t for config c. */
+void eng_target_shape(const eng_config *c, int t, int *ret_in, int *ret_out);
+
+/* Computes model->rope_inv_freq from cfg (theta and scaling). */
+int eng_model_init_rope(eng_model *m);
+
+#endif

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Installs the Debian packages Tuna needs to build and test. Safe to re-run:
+# apt-get skips what is already there. Needs root (or sudo).
+set -eu
+PKGS="build-essential meson ninja-build pkg-config
+libmicrohttpd-dev libsqlite3-dev libcjson-dev libopenblas-dev uuid-dev
+libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libgnutls28-dev
+sqlite3 curl"
+# Optional extras used by tests only (reference checks, browser tests).
+if [ "${TUNA_TEST_DEPS:-0}" = 1 ]; then
+  PKGS="$PKGS python3-numpy python3-torch chromium wrk"
+  # Node.js may come from elsewhere (and Debian's npm conflicts with it).
+  command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
+fi
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+echo "installing:$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

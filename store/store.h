@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store.h - Tuna's persistent state: datasets, jobs, events, metrics.
+ *
+ * Every SQL statement of the project lives behind this interface, so a second
+ * backend (PostgreSQL, for several tunad nodes on one queue) can implement the
+ * same functions. The SQLite backend keeps one WAL-mode database file under
+ * the data dir, applies migrations/NNNN_name.sql at open (each in a
+ * transaction, recorded in PRAGMA user_version) and refuses a database newer
+ * than the binary.
+ *
+ * Conventions: 0 or a negative errno (-ENOENT no such row, -EBUSY/-EEXIST
+ * conflict, -EINVAL bad argument, -EIO database failure). Output structs are
+ * filled only on success. JSON columns (hyperparameters, error, data) are
+ * opaque text to the store. Times are Unix seconds (int64).
+ *
+ * Thread safety: a store handle may be used from any thread; calls on one
+ * handle are serialised by an internal mutex. Open several handles (one per
+ * worker) for parallelism; job claiming is atomic across handles and across
+ * processes.
+ */
+#ifndef TUNA_STORE_H
+#define TUNA_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store;
+
+/* Opens (creating if needed) the database at path and migrates it. */
+int store_open(const char *path, store **ret, char *err, size_t errlen);
+void store_close(store *s);
+/* Schema version of the open database and the newest this binary knows. */
+int store_schema_version(store *s);
+int store_schema_latest(void);
+
+/* ------------------------------------------------------------------------ */
+/* Datasets                                                                  */
+
+typedef struct store_dataset {
+    char id[48];          /* "ds_" + 24 hex */
+    char name[256];       /* user-given file name, may be empty */
+    char format[16];      /* "completion" | "chat" | "text" */
+    int64_t rows;
+    int64_t tokens;       /* with the default tokenizer at upload */
+    int64_t bytes;
+    char sha256[65];
+    char path[512];       /* file under the data dir */
+    int64_t created_at;
+    char owner[48];       /* API key id, "" when keys are off */
+    bool shared;
+} store_dataset;
+
+int store_dataset_insert(store *s, const store_dataset *d);
+int store_dataset_get(store *s, const char *id, store_dataset *ret);
+/* Newest first. *ret is malloc'd (free()); *ret_n rows. */
+int store_dataset_list(store *s, int limit, store_dataset **ret, int *ret_n);
+/* -EBUSY while a queued or running job uses it; -ENOENT if absent. */
+int store_dataset_delete(store *s, const char *id);
+
+/* ------------------------------------------------------------------------ */
+/* Jobs                                                                      */
+
+typedef struct store_job {
+    char id[48];              /* "job_" + 24 hex */
+    char status[16];          /* queued|running|succeeded|failed|cancelled */
+    char base_model[128];
+    char dataset_id[48];
+    char val_dataset_id[48];  /* "" if none */
+    char *hyperparameters;    /* JSON text, malloc'd (store_job_done) */
+    char suffix[64];
+    char model[256];          /* servable name of the result */
+    int64_t created_at, started_at, finished_at; /* 0 = not yet */
+    /* progress */
+    int step, total_steps, epoch;
+    double train_loss;        /* NaN when none yet */
+    double val_loss;          /* NaN when none yet */
+    double tokens_per_second;
+    double eta_seconds;       /* -1 when unknown */
+    char *error;              /* JSON text or NULL */
+    int priority;             /* higher first; FIFO within a priority */
+    bool cancel_requested;
+    char worker[64];          /* who runs it */
+    int attempts;             /* times it was claimed */
+    char owner[48];
+    bool shared;
+    char idempotency_key[128];
+} store_job;
+
+void store_job_done(store_job *j);           /* frees the malloc'd fields */
+void store_job_list_free(store_job *jobs, int n);
+
+/* Inserts a queued job (status forced to "queued"). With a non-empty
+ * idempotency_key already used by a job of the same owner: -EEXIST and
+ * *ret_existing_id (if not NULL, 48 bytes) gets that job's id. */
+int store_job_insert(store *s, const store_job *j, char *ret_existing_id);
+int store_job_get(store *s, const char *id, store_job *ret);
+/* Newest first; status may be NULL (all). */
+int store_job_list(store *s, const char *status, int limit, store_job **ret,
+                   int *ret_n);
+/* Atomically moves the oldest highest-priority queued job to running for
+ * worker and returns it; -ENOENT when none is queued. */
+int store_job_claim_next(store *s, const char *worker, store_job *ret);
+/* Updates the progress fields of a running job. */
+int store_job_set_progress(store *s, const char *id, int step,
+                           int total_steps, int epoch, double train_loss,
+                           double val_loss, double tokens_per_second,
+                           double eta_seconds);
+/* Ends a job: status is succeeded|failed|cancelled; error_json may be NULL. */
+int store_job_finish(store *s, const char *id, const char *status,
+                     const char *error_json);
+/* Cancels: a queued job becomes cancelled at once; a running one gets
+ * cancel_requested (the worker ends it). -EBUSY if already finished.
+ * *ret_status (16 bytes, may be NULL) gets the status after the call. */
+int store_job_cancel(store *s, const char *id, char *ret_status);
+/* At start-up: jobs left running by a crash go back to queued. */
+int store_job_requeue_running(store *s, int *ret_n);
+/* Number of queued jobs ahead of id (0 = next); -ENOENT if not queued. */
+int store_job_queue_position(store *s, const char *id, int *ret_pos);
+
+/* ------------------------------------------------------------------------ */
+/* Events and metrics                                                        */
+
+typedef struct store_event {
+    int64_t seq;          /* increasing cursor, unique across jobs */
+    char job_id[48];
+    int64_t created_at;
+    char level[8];        /* info|warn|error */
+    char type[32];        /* e.g. "status", "step", "message" */
+    char *message;        /* malloc'd */
+    char *data;           /* JSON text or NULL, malloc'd */
+} store_event;
+
+int store_event_add(store *s, const char *job_id, const char *level,
+                    const char *type, const char *message,
+                    const char *data_json, int64_t *ret_seq);
+/* Events of job_id with seq > after, oldest first, at most limit. */
+int store_event_list(store *s, const char *job_id, int64_t after, int limit,
+                     store_event **ret, int *ret_n);
+void store_event_list_free(store_event *ev, int n);
+
+typedef struct store_metric {
+    int step;
+    double train_loss, val_loss, val_accuracy, lr, grad_norm;
+    double tokens_per_second;  /* NaN where not measured */
+    int64_t created_at;
+} store_metric;
+
+int store_metric_add(store *s, const char *job_id, const store_metric *m);
+int store_metric_list(store *s, const char *job_id, store_metric **ret,
+                      int *ret_n);
+
+#endif
