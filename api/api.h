@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * api.h - turns finished HTTP requests into calls on store/ and engine/ and
+ * their results into JSON. One place for routing, validation and the error
+ * format. api/ never includes microhttpd.h: server/http.c collects a request
+ * into an api_request and sends back the api_response, so everything here is
+ * testable without sockets.
+ *
+ * Errors are always {"error":{"code","message"[,"line"][,"field"]}} with the
+ * HTTP status that fits (see api_error()).
+ */
+#ifndef TUNA_API_H
+#define TUNA_API_H
+
+#include "engine/engine.h"
+#include "store/store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ------------------------------------------------------------------------ */
+/* Configuration shared by api and server                                    */
+
+typedef struct api_limits {
+    size_t max_body_bytes;     /* default 64 MiB; 413 beyond it */
+    int64_t max_rows;          /* default 100000 rows per dataset */
+    int max_seq_len;           /* default 2048 (cap on hyperparameter) */
+    int max_gen_tokens;        /* default 2048 */
+    int max_prompts;           /* default 64 prompts per /generate */
+} api_limits;
+
+void api_limits_default(api_limits *l);
+
+/* ------------------------------------------------------------------------ */
+/* Model registry: base models by name, loaded once and shared; tuned models
+ * (job adapters) loaded once and cached. Thread-safe.                       */
+
+typedef struct api_registry api_registry;
+
+/* models_dir may be NULL. The embedded stories260K is always present
+ * (found under embedded_dir, e.g. <prefix>/models/stories260K). */
+int api_registry_new(const char *embedded_dir, const char *models_dir,
+                     api_registry **ret, char *err, size_t errlen);
+void api_registry_free(api_registry *r);
+/* Base model by name, with its tokenizer: refs taken, caller unrefs both.
+ * -ENOENT for an unknown name. */
+int api_registry_get_base(api_registry *r, const char *name,
+                          eng_model **ret_model, eng_tokenizer **ret_tok);
+/* Adapter saved at dir for base model m, cached by dir path; ref taken. */
+int api_registry_get_adapter(api_registry *r, eng_model *m, const char *dir,
+                             eng_adapter **ret, char *err, size_t errlen);
+/* Names of the base models (malloc'd array of borrowed names; free() it). */
+int api_registry_list(api_registry *r, const char ***ret_names, int *ret_n);
+
+/* ------------------------------------------------------------------------ */
+/* Requests and responses                                                    */
+
+typedef struct api_request {
+    const char *method;        /* "GET", "POST", ... */
+    const char *path;          /* decoded path, no query */
+    const char *query;         /* raw query string without '?', or NULL */
+    const char *content_type;  /* header value or NULL */
+    const char *accept;
+    const char *authorization;
+    const char *idempotency_key;
+    const char *last_event_id;
+    const char *origin;
+    const char *body;          /* whole body in memory, or NULL */
+    size_t body_len;
+    const char *body_file;     /* or: body streamed to this file (uploads) */
+    bool body_too_large;       /* server saw more than max_body_bytes */
+} api_request;
+
+/* A streamed body (SSE and token streams). read() is called from a server
+ * thread; it returns bytes written into buf, 0 to wait a little and be called
+ * again, or -1 at the end of the stream. */
+typedef struct api_stream {
+    ssize_t (*read)(void *ctx, char *buf, size_t max);
+    void (*free)(void *ctx);
+    void *ctx;
+} api_stream;
+
+#define API_MAX_HEADERS 8
+
+typedef struct api_response {
+    int status;
+    const char *content_type;       /* static string */
+    char *body;                     /* malloc'd, owned by the response */
+    size_t body_len;
+    api_stream stream;              /* stream.read != NULL: streamed body */
+    const char *header_names[API_MAX_HEADERS];   /* static strings */
+    char *header_values[API_MAX_HEADERS];        /* malloc'd */
+    int n_headers;
+} api_response;
+
+void api_response_done(api_response *r);
+/* Adds a header (value copied). */
+void api_response_header(api_response *r, const char *name, const char *value);
+/* Sets an error response. line < 0 and field == NULL leave them out. */
+void api_error(api_response *r, int status, const char *code,
+               const char *message, long line, const char *field);
+
+/* ------------------------------------------------------------------------ */
+/* The service context handed to every handler                              */
+
+typedef struct api_ctx {
+    store *db;
+    api_registry *models;
+    const char *data_dir;          /* datasets/, jobs/ live under it */
+    api_limits limits;
+    const char *cors_origins;      /* "*" or comma-separated list */
+    /* Called when a job was queued or cancelled, so the server can wake its
+     * workers (may be NULL). */
+    void (*notify_jobs)(void *user);
+    void *notify_user;
+    int gen_threads;               /* engine threads for /generate */
+} api_ctx;
+
+/* Routes one request. Never fails: the response holds an error instead. */
+void api_dispatch(api_ctx *ctx, const api_request *req, api_response *ret);
+
+/* ------------------------------------------------------------------------ */
+/* Pieces the server's job runner reuses                                     */
+
+/* Reads a stored JSONL dataset file into tokenized examples (for tokenizer
+ * t, truncated to max_len). *ret is malloc'd; free with
+ * api_examples_free. *ret_truncated counts truncated examples. */
+int api_dataset_load_examples(const char *path, const eng_tokenizer *t,
+                              int max_len, eng_example **ret, int *ret_n,
+                              int *ret_truncated, char *err, size_t errlen);
+void api_examples_free(eng_example *ex, int n);
+
+/* Job hyperparameters JSON (as stored, defaults filled) to engine params. */
+int api_hparams_to_engine(const char *json, eng_train_params *ret,
+                          double *ret_validation_split, char *err,
+                          size_t errlen);
+
+/* Paths of a job's artefacts under data_dir. */
+void api_job_dir(const char *data_dir, const char *job_id, char *buf,
+                 size_t len);
+void api_job_adapter_dir(const char *data_dir, const char *job_id, char *buf,
+                         size_t len);
+
+#endif
