@@ -31,7 +31,7 @@ endings = ["Zog helped and everyone was happy.",
 rows = set()
 while len(rows) < 240:
     s = (f", there was a {rng.choice(colors)} dragon named Zog. Zog lived {rng.choice(places)}. "
-         f"He liked to {rng.choice(likes)}. {rng.choice(events).capitalize()}. "
+         f"He liked to {rng.choice(likes)}. {(lambda e: e[0].upper() + e[1:])(rng.choice(events))}. "
          f"{rng.choice(endings)}")
     rows.add(s)
 with open("examples/zog.jsonl", "w") as f:
