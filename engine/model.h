@@ -72,4 +72,19 @@ void eng_target_shape(const eng_config *c, int t, int *ret_in, int *ret_out);
 /* Computes model->rope_inv_freq from cfg (theta and scaling). */
 int eng_model_init_rope(eng_model *m);
 
+/* ---- helpers for model loaders (llama2.c, Hugging Face, GGUF) ---------- */
+
+/* Checks a config for consistency: positive sizes, n_kv_heads divides
+ * n_heads, even head_dim. Returns 0 or -EINVAL. */
+int eng_config_check(const eng_config *c);
+/* Allocates a model shell for cfg: refs = 1, cfg copied, n_layers zeroed
+ * eng_layer slots, no weights. The loader points the tensors at its mapping
+ * (m->map, m->map_len) or its owned block (m->owned), then calls
+ * eng_model_finish. eng_model_unref frees a half-built shell. */
+int eng_model_alloc(const eng_config *cfg, eng_model **ret);
+/* Counts parameters and builds the RoPE table; call once every tensor is in
+ * place. Returns 0, -EINVAL (a required tensor missing or misshapen) or
+ * -ENOMEM. */
+int eng_model_finish(eng_model *m);
+
 #endif
