@@ -59,4 +59,32 @@ size_t eng_dtype_row_bytes(eng_dtype dt, int cols);
 void eng_k_set_threads(int n);
 int eng_k_get_threads(void);
 
+/* ---- Elementwise / row ops (single-threaded; BLAS does the heavy lifting).
+ * Norm weights are eng_tensor so a bf16/f16 checkpoint needs no copy. */
+
+/* Reads element i of a one-row f32/f16/bf16 tensor (norms, biases). */
+float eng_k_get(const eng_tensor *t, int i);
+/* out[n, dim] = x * rstd * w, rstd[r] = 1/sqrt(mean(x_r^2) + eps).
+ * ret_rstd (may be NULL) gets rstd per row for the backward. out may == x. */
+void eng_k_rmsnorm(float *out, const float *x, const eng_tensor *w, int n,
+                   int dim, float eps, float *ret_rstd);
+/* Rotary embedding in place on x[n, n_heads*head_dim]; token r sits at
+ * position pos[r]. style: 0 = interleaved pairs (2i, 2i+1), 1 = half split
+ * (i, i + head_dim/2) (values of eng_rope_style). inverse rotates by -theta,
+ * which is the backward of the forward rotation. */
+void eng_k_rope(float *x, int n, int n_heads, int head_dim, const int *pos,
+                const float *inv_freq, int style, int inverse);
+/* In-place softmax of x[n]. */
+void eng_k_softmax(float *x, int n);
+/* h[i] = silu(gate[i]) * up[i] for i < n. h may alias gate or up. */
+void eng_k_swiglu(float *h, const float *gate, const float *up, size_t n);
+/* y[i] += b[i % cols] for a [n, cols] matrix (bias add). */
+void eng_k_add_bias(float *y, const eng_tensor *b, int n, int cols);
+
+/* Engine-wide f16/bf16 scalar conversion. */
+float eng_k_f16_to_f32(uint16_t h);
+float eng_k_bf16_to_f32(uint16_t h);
+uint16_t eng_k_f32_to_f16(float f);
+uint16_t eng_k_f32_to_bf16(float f);
+
 #endif
