@@ -34,6 +34,9 @@ void store_close(store *s);
 /* Schema version of the open database and the newest this binary knows. */
 int store_schema_version(store *s);
 int store_schema_latest(void);
+/* Copies the last failure message of this handle (e.g. SQLite's text for an
+ * -EIO) into buf, "" when none; for the caller's log. */
+void store_last_error(store *s, char *buf, size_t len);
 
 /* ------------------------------------------------------------------------ */
 /* Datasets                                                                  */
