@@ -1,4 +1,308 @@
 /* SPDX-License-Identifier: MIT */
-/* placeholder: replaced by the server module */
+/*
+ * main.c - tunad: subcommands, start-up and shutdown of the daemon.
+ *
+ * `tunad serve` prepares the data dir (taking a lock on it so two daemons
+ * never share one), binds the port before touching the database (a second
+ * daemon started by mistake must not re-queue the first one's running
+ * jobs), opens the store, queues again the jobs a crash left running,
+ * loads the model registry, starts the training workers and the HTTP
+ * server, and prints the one line tools wait for:
+ *
+ *     tunad listening on http://HOST:PORT
+ *
+ * SIGINT and SIGTERM are blocked in every thread and taken by sigwait() in
+ * the main thread. Shutdown: stop accepting, abort the running training
+ * steps (their jobs stay running and are re-queued at the next start), let
+ * the requests in progress finish, join the workers, close the database,
+ * exit 0. A second signal during shutdown ends the process at once.
+ */
+#include "api/api.h"
+#include "server/config.h"
+#include "server/http.h"
+#include "server/log.h"
+#include "server/workers.h"
+#include "store/store.h"
+#ifdef TUNA_HAVE_ENGINE_CLI
+#include "server/engine_cli.h"
+#endif
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
-int main(void) { puts("tunad: not built yet"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef TUNA_VERSION
+#define TUNA_VERSION "0.0.0"
+#endif
+
+typedef struct daemon_state {
+    srv_config cfg;
+    char db_path[PATH_MAX];
+    char tmp_dir[PATH_MAX];
+    int lock_fd;
+    int listen_fd;
+    int port;
+    bool ipv6;
+    store *db;
+    api_registry *models;
+    api_ctx ctx;
+    srv_pool *pool;
+    srv_http *http;
+} daemon_state;
+
+/* ------------------------------------------------------------------------ */
+/* Data dir                                                                  */
+
+static int mkdir_p(const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    struct stat st;
+    if (stat(buf, &st) < 0)
+        return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* Removes uploads a crash left behind in tmp/. */
+static void clean_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    int n = 0;
+    char path[PATH_MAX];
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "upload-", 7))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        n += unlink(path) == 0;
+    }
+    closedir(d);
+    if (n)
+        srv_info("removed %d unfinished upload%s from %s", n,
+                 n == 1 ? "" : "s", dir);
+}
+
+/* Creates the data dir and its folders, checks it is writable and takes
+ * its lock. Prints the problem and returns < 0 when it is unusable. */
+static int prepare_data_dir(daemon_state *d)
+{
+    const char *dd = d->cfg.data_dir;
+    static const char *const subdirs[] = {"", "/datasets", "/jobs", "/tmp"};
+    char path[PATH_MAX];
+    int e;
+    for (size_t i = 0; i < sizeof subdirs / sizeof *subdirs; i++) {
+        snprintf(path, sizeof path, "%s%s", dd, subdirs[i]);
+        if ((e = mkdir_p(path)) < 0) {
+            fprintf(stderr, "tunad: data dir %s is unusable: cannot create "
+                    "%s: %s\n", dd, path, strerror(-e));
+            return e;
+        }
+    }
+    snprintf(path, sizeof path, "%s/tunad.lock", dd);
+    d->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (d->lock_fd < 0) {
+        e = -errno;
+        fprintf(stderr, "tunad: data dir %s is unusable: cannot write %s: "
+                "%s\n", dd, path, strerror(-e));
+        return e;
+    }
+    if (flock(d->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        char pid[32] = "";
+        ssize_t n = pread(d->lock_fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        fprintf(stderr, "tunad: data dir %s is in use by another tunad%s%s%s"
+                "\n", dd, *pid ? " (pid " : "", pid, *pid ? ")" : "");
+        return -EBUSY;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(d->lock_fd, 0) < 0 || pwrite(d->lock_fd, pid, (size_t)n, 0)
+        != n) {
+        e = -errno;
+        fprintf(stderr, "tunad: data dir %s is unusable: %s\n", dd,
+                strerror(-e));
+        return e;
+    }
+    snprintf(d->db_path, sizeof d->db_path, "%s/tuna.db", dd);
+    snprintf(d->tmp_dir, sizeof d->tmp_dir, "%s/tmp", dd);
+    clean_tmp(d->tmp_dir);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Start-up and shutdown                                                     */
+
+static int open_store(daemon_state *d)
+{
+    char err[512] = "";
+    int e = store_open(d->db_path, &d->db, err, sizeof err);
+    if (e < 0) {
+        fprintf(stderr, "tunad: cannot open the database %s: %s\n",
+                d->db_path, *err ? err : strerror(-e));
+        return e;
+    }
+    int n = 0;
+    e = store_job_requeue_running(d->db, &n);
+    if (e < 0) {
+        fprintf(stderr, "tunad: cannot re-queue interrupted jobs: %s\n",
+                strerror(-e));
+        return e;
+    }
+    srv_info("database %s (schema %d); %d interrupted job%s queued again",
+             d->db_path, store_schema_version(d->db), n, n == 1 ? "" : "s");
+    return 0;
+}
+
+static int start(daemon_state *d)
+{
+    srv_config *c = &d->cfg;
+    char err[512] = "";
+    int e;
+
+    if ((e = prepare_data_dir(d)) < 0)
+        return e;
+    e = srv_http_listen(c->host, c->port, &d->listen_fd, &d->port, &d->ipv6,
+                        err, sizeof err);
+    if (e < 0) {
+        fprintf(stderr, "tunad: %s\n", err);
+        return e;
+    }
+    if ((e = open_store(d)) < 0)
+        return e;
+    e = api_registry_new(c->embedded_dir, c->models_dir, &d->models, err,
+                         sizeof err);
+    if (e < 0) {
+        fprintf(stderr, "tunad: cannot load models (embedded dir %s%s%s): "
+                "%s\n", c->embedded_dir, c->models_dir ? ", models dir " : "",
+                c->models_dir ? c->models_dir : "",
+                *err ? err : strerror(-e));
+        return e;
+    }
+    srv_pool_params pp = {
+        .db_path = d->db_path, .data_dir = c->data_dir, .models = d->models,
+        .workers = c->workers, .train_threads = c->train_threads,
+    };
+    if ((e = srv_pool_start(&pp, &d->pool, err, sizeof err)) < 0) {
+        fprintf(stderr, "tunad: cannot start the workers: %s\n",
+                *err ? err : strerror(-e));
+        return e;
+    }
+    d->ctx = (api_ctx){
+        .db = d->db, .models = d->models, .data_dir = c->data_dir,
+        .limits = c->limits, .cors_origins = c->cors_origins,
+        .notify_jobs = srv_pool_notify, .notify_user = d->pool,
+        .gen_threads = c->gen_threads,
+    };
+    srv_http_params hp = {
+        .listen_fd = d->listen_fd, .ipv6 = d->ipv6, .ctx = &d->ctx,
+        .tmp_dir = d->tmp_dir, .max_connections = c->max_connections,
+        .connection_timeout = c->connection_timeout,
+    };
+    d->listen_fd = -1; /* the HTTP server owns it now, even on failure */
+    if ((e = srv_http_start(&hp, &d->http, err, sizeof err)) < 0) {
+        fprintf(stderr, "tunad: %s\n", err);
+        return e;
+    }
+    srv_info("serving %s on port %d: %d worker%s x %d training thread%s, "
+             "%d generation thread%s, max body %zu bytes", c->data_dir,
+             d->port, c->workers, c->workers == 1 ? "" : "s",
+             c->train_threads, c->train_threads == 1 ? "" : "s",
+             c->gen_threads, c->gen_threads == 1 ? "" : "s",
+             c->limits.max_body_bytes);
+    bool v6 = strchr(c->host, ':') != NULL;
+    printf("tunad listening on http://%s%s%s:%d\n", v6 ? "[" : "", c->host,
+           v6 ? "]" : "", d->port);
+    fflush(stdout);
+    return 0;
+}
+
+static void stop(daemon_state *d)
+{
+    srv_http_quiesce(d->http);
+    srv_pool_stop(d->pool);
+    srv_http_stop(d->http);
+    srv_pool_free(d->pool);
+    api_registry_free(d->models);
+    store_close(d->db);
+    if (d->listen_fd >= 0)
+        close(d->listen_fd);
+    if (d->lock_fd >= 0)
+        close(d->lock_fd);
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    daemon_state d = {.lock_fd = -1, .listen_fd = -1};
+    int r = srv_config_parse_serve(&d.cfg, argc, argv);
+    if (r)
+        return r > 0 ? 0 : 2;
+    srv_config_finish(&d.cfg);
+    srv_log_set_json(d.cfg.json_logs);
+    srv_log_set_level(d.cfg.verbose ? SRV_LOG_DEBUG : SRV_LOG_INFO);
+
+    /* Every thread inherits this mask, so only sigwait() sees them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (start(&d) < 0) {
+        stop(&d);
+        return 1;
+    }
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0)
+        ;
+    srv_info("%s: shutting down", strsignal(sig));
+    /* A second signal ends the process at once. */
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    stop(&d);
+    srv_info("stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+    if (!cmd || !strcmp(cmd, "help") || !strcmp(cmd, "--help") ||
+        !strcmp(cmd, "-h")) {
+        srv_usage_main(cmd ? stdout : stderr);
+        return cmd ? 0 : 2;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("tunad %s\n", TUNA_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 1, argv + 1);
+#ifdef TUNA_HAVE_ENGINE_CLI
+    if (!strcmp(cmd, "train") || !strcmp(cmd, "generate"))
+        return srv_engine_cli(argc, argv);
+#endif
+    fprintf(stderr, "tunad: unknown command '%s' (see tunad --help)\n", cmd);
+    return 2;
+}
