@@ -128,6 +128,20 @@ static int parse_int(const char *s, int lo, int hi, int *ret)
     return 0;
 }
 
+static const char *const value_flags[] = {
+    "host", "port", "data-dir", "models-dir", "embedded-dir", "cors-origins",
+    "workers", "threads", "max-connections", "max-body-bytes", "max-rows",
+    "max-seq-len", "max-gen-tokens", "log-format",
+};
+
+static bool known_flag(const char *name)
+{
+    for (size_t i = 0; i < sizeof value_flags / sizeof *value_flags; i++)
+        if (!strcmp(name, value_flags[i]))
+            return true;
+    return false;
+}
+
 /* Sets one flag from its value; -EINVAL when the value is bad, -ENOENT when
  * the flag is unknown. */
 static int set_flag(srv_config *c, const char *name, const char *val)
@@ -191,6 +205,11 @@ int srv_config_parse_serve(srv_config *c, int argc, char **argv)
             len = sizeof name - 1;
         memcpy(name, a + 2, len);
         name[len] = 0;
+        if (!known_flag(name)) {
+            fprintf(stderr, "tunad serve: unknown option --%s (see --help)\n",
+                    name);
+            return -EINVAL;
+        }
         if (eq) {
             val = eq + 1;
         } else if (i + 1 < argc) {

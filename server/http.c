@@ -498,13 +498,13 @@ int srv_http_start(const srv_http_params *p, srv_http **ret, char *err,
         flags |= MHD_USE_IPv6;
     h->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)p->listen_fd,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)p->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)p->connection_timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
         MHD_OPTION_END);
     if (!h->mhd) {
         close(p->listen_fd);

@@ -90,7 +90,7 @@ static void clean_tmp(const char *dir)
         return;
     struct dirent *e;
     int n = 0;
-    char path[PATH_MAX];
+    char path[PATH_MAX + 256];
     while ((e = readdir(d))) {
         if (strncmp(e->d_name, "upload-", 7))
             continue;
@@ -255,6 +255,7 @@ static void stop(daemon_state *d)
 static int cmd_serve(int argc, char **argv)
 {
     daemon_state d = {.lock_fd = -1, .listen_fd = -1};
+    srv_config_default(&d.cfg);
     int r = srv_config_parse_serve(&d.cfg, argc, argv);
     if (r)
         return r > 0 ? 0 : 2;
