@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * api-impl.h - private to api/: the call object every handler receives, the
+ * route table entry, reply helpers and the parse-or-fail getters.
+ *
+ * A handler gets an api_call with the matched {id} (already checked against
+ * the id pattern of the route), the parsed JSON body when the route takes
+ * JSON, and fills c->res through api_reply_* / api_error. Getters in the
+ * style of Redis' ...OrReply return 0, or -1 after writing a 400 that names
+ * the field, so a handler reads:
+ *
+ *     if (api_get_int(c, obj, "max_tokens", 1, 2048, 64, &n) < 0) return;
+ */
+#ifndef TUNA_API_IMPL_H
+#define TUNA_API_IMPL_H
+
+#include "api/api.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+
+/* ------------------------------------------------------------------------ */
+/* Calls and routes                                                          */
+
+typedef struct api_call {
+    api_ctx *ctx;
+    const api_request *req;
+    api_response *res;
+    char id[64];          /* the {id} segment, validated */
+    cJSON *json;          /* parsed body for API_BODY_JSON routes, else NULL */
+} api_call;
+
+typedef void (*api_handler)(api_call *c);
+
+enum {
+    API_BODY_JSON = 1 << 0,   /* body must be a JSON object (415 otherwise) */
+    API_BODY_ANY = 1 << 1,    /* handler reads the body itself */
+    API_ID_DS = 1 << 2,       /* {id} must be ds_<hex> */
+    API_ID_JOB = 1 << 3,      /* {id} must be job_<hex> */
+};
+
+typedef struct api_route {
+    const char *method;
+    const char *pattern;      /* literal segments and at most one {id} */
+    api_handler handler;
+    unsigned flags;
+} api_route;
+
+/* ------------------------------------------------------------------------ */
+/* Replies (response.c)                                                      */
+
+/* Takes ownership of obj and sends it as the JSON body. */
+void api_reply_json(api_call *c, int status, cJSON *obj);
+/* Maps a negative errno to an error reply (see the table in response.c). */
+void api_reply_errno(api_call *c, int neg_errno, const char *message);
+int api_errno_status(int neg_errno);
+/* Adds a JSON member that is a number, or null when isnan/negative sentinel. */
+void api_json_add_time(cJSON *obj, const char *name, int64_t t);
+void api_json_add_num_or_null(cJSON *obj, const char *name, double v,
+                              bool is_null);
+
+/* ------------------------------------------------------------------------ */
+/* Validation helpers (util.c)                                               */
+
+bool api_utf8_valid(const char *s, size_t len);
+/* The request body in memory: req->body, or req->body_file read into a
+ * malloc'd *ret_owned (free it). -1 after an error reply. */
+int api_body_load(api_call *c, char **ret_owned, const char **ret_body,
+                  size_t *ret_len);
+/* Parses a JSON body after checking its UTF-8; NULL with *err set. */
+cJSON *api_json_parse(const char *s, size_t len, char *err, size_t errlen);
+bool api_id_valid(const char *id, const char *prefix);
+/* 24 random hex digits after prefix ("ds_", "job_"). */
+int api_id_new(const char *prefix, char *buf, size_t len);
+/* Content type without parameters, lower case, compared with want. */
+bool api_content_type_is(const char *ct, const char *want);
+/* Value of a parameter of a header (e.g. boundary=...) into buf. */
+bool api_header_param(const char *hv, const char *name, char *buf, size_t len);
+
+/* Query strings: iterate name=value pairs, percent-decoded into buffers.
+ * *pos starts at 0; returns false at the end. */
+bool api_query_next(const char *q, size_t *pos, char *name, size_t nlen,
+                    char *value, size_t vlen);
+/* Value of one parameter (last wins); false when absent. */
+bool api_query_get(const char *q, const char *name, char *value, size_t vlen);
+
+/* Parse-or-fail getters. Absent member or JSON null: *ret = def, 0.
+ * Wrong type or out of range: 400 naming field, -1. */
+int api_get_int(api_call *c, const cJSON *obj, const char *field,
+                int64_t min, int64_t max, int64_t def, int64_t *ret);
+int api_get_num(api_call *c, const cJSON *obj, const char *field,
+                double min, double max, double def, double *ret);
+int api_get_bool(api_call *c, const cJSON *obj, const char *field, bool def,
+                 bool *ret);
+/* String member: absent -> def (may be NULL); non-string or longer than
+ * maxlen bytes -> 400. *ret is borrowed from obj or is def. */
+int api_get_str(api_call *c, const cJSON *obj, const char *field,
+                size_t maxlen, const char *def, const char **ret);
+/* Query-string getters with the same contract (strict number syntax). */
+int api_query_int(api_call *c, const char *field, int64_t min, int64_t max,
+                  int64_t def, int64_t *ret);
+
+/* Turns a query string into a JSON object: numbers, true/false, strings.
+ * Returns NULL with a 400 sent for a malformed query. */
+cJSON *api_query_to_json(api_call *c);
+
+/* mkdir -p for one level under data_dir; 0 or -errno. */
+int api_mkdir_p(const char *path);
+int api_fsync_dir(const char *dir);
+int64_t api_now(void);
+
+/* ------------------------------------------------------------------------ */
+/* Datasets (dataset.c, multipart.c)                                         */
+
+typedef enum {
+    API_FMT_NONE = 0,
+    API_FMT_PROMPT_COMPLETION,
+    API_FMT_INPUT_OUTPUT,
+    API_FMT_CHAT,
+    API_FMT_TEXT,
+} api_format;
+
+const char *api_format_name(api_format f);  /* "completion" | "chat" | "text" */
+
+/* Why a dataset was rejected: line (1-based, or -1), field (or ""). */
+typedef struct api_ds_error {
+    int status;
+    const char *code;
+    long line;
+    char field[96];
+    char message[256];
+} api_ds_error;
+
+/* Validates one parsed record. On success fills *ret_fmt and rec (strings
+ * borrowed from obj; messages malloc'd into *ret_msgs, free() it). */
+int api_record_parse(const cJSON *obj, api_format *ret_fmt, eng_record *rec,
+                     eng_message **ret_msgs, char *field, size_t flen,
+                     char *msg, size_t mlen);
+
+/* Reads JSONL from in, validates every line, writes the dataset durably under
+ * <data_dir>/datasets/<new id>.jsonl, inserts its row and fills *ret.
+ * 0, or -1 with *e filled (nothing left behind). */
+int api_dataset_ingest(api_ctx *ctx, FILE *in, const char *name,
+                       store_dataset *ret, api_ds_error *e);
+
+/* Reads the request body as a JSONL dataset: raw or multipart (part "file").
+ * Writes the error reply itself and returns -1 on failure. */
+int api_dataset_from_request(api_call *c, const char *name,
+                             store_dataset *ret);
+
+/* Copies the bytes of the multipart part named part into out. */
+int api_multipart_extract(FILE *in, const char *boundary, const char *part,
+                          FILE *out, char *filename, size_t fnlen, char *err,
+                          size_t errlen);
+
+/* training_data of POST /jobs: an array of records, each checked (errors
+ * name training_data[i].field), then stored like an upload. -1 after an
+ * error reply. */
+int api_dataset_from_records(api_call *c, const cJSON *arr,
+                             store_dataset *ret);
+
+cJSON *api_dataset_json(const store_dataset *d);
+void api_dataset_path(const char *data_dir, const char *id, char *buf,
+                      size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* Jobs (hparams.c, jobs.c)                                                  */
+
+/* Validates user hyperparameters (obj may be NULL) for base model m and
+ * returns a new object with every default filled in; NULL after a 400. */
+cJSON *api_hparams_validate(api_call *c, const cJSON *obj, const eng_model *m);
+/* The names api_hparams_validate accepts (NULL-terminated). */
+extern const char *const api_hparam_names[];
+
+cJSON *api_job_json(api_call *c, const store_job *j);
+
+/* Resolves a /generate model name to base model + optional adapter. Sends the
+ * error reply itself and returns -1 when it cannot. */
+int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
+                      eng_tokenizer **ret_t, eng_adapter **ret_a,
+                      char *ret_name, size_t namelen);
+
+/* The default base model's name. */
+const char *api_default_base(api_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Handlers                                                                  */
+
+void api_h_health(api_call *c);
+void api_h_datasets_create(api_call *c);
+void api_h_datasets_list(api_call *c);
+void api_h_datasets_get(api_call *c);
+void api_h_datasets_delete(api_call *c);
+void api_h_jobs_create(api_call *c);
+void api_h_jobs_list(api_call *c);
+void api_h_jobs_get(api_call *c);
+void api_h_jobs_cancel(api_call *c);
+void api_h_jobs_events(api_call *c);
+void api_h_generate(api_call *c);
+void api_h_models_list(api_call *c);
+
+#endif

@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * router.c - the route table and api_dispatch().
+ *
+ * Every route is one row: method, pattern, handler, flags. Dispatch is
+ * generic and runs, in order:
+ *   1. match the path against every pattern ({id} matches one segment);
+ *      no pattern matches: 404; OPTIONS: CORS preflight 204 with the
+ *      methods of the matching rows; no row for the method: 405 + Allow;
+ *   2. 413 when the server saw a body over the limit;
+ *   3. the {id} is checked against the route's id pattern (ds_<hex>,
+ *      job_<hex>) before anything touches the disk or the database, so path
+ *      traversal and junk ids are a plain 404;
+ *   4. API_BODY_JSON routes get the body checked (Content-Type, UTF-8,
+ *      JSON object) and parsed into c->json;
+ *   5. the handler runs, and CORS headers are added to whatever it answered.
+ */
+#include "api/api-impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const api_route routes[] = {
+    { "GET", "/health", api_h_health, 0 },
+    { "POST", "/datasets", api_h_datasets_create, API_BODY_ANY },
+    { "GET", "/datasets", api_h_datasets_list, 0 },
+    { "GET", "/datasets/{id}", api_h_datasets_get, API_ID_DS },
+    { "DELETE", "/datasets/{id}", api_h_datasets_delete, API_ID_DS },
+    { "POST", "/jobs", api_h_jobs_create, API_BODY_ANY },
+    { "GET", "/jobs", api_h_jobs_list, 0 },
+    { "GET", "/jobs/{id}", api_h_jobs_get, API_ID_JOB },
+    { "POST", "/jobs/{id}/cancel", api_h_jobs_cancel, API_ID_JOB },
+    { "GET", "/jobs/{id}/events", api_h_jobs_events, API_ID_JOB },
+    { "POST", "/generate", api_h_generate, API_BODY_JSON },
+    { "GET", "/models", api_h_models_list, 0 },
+};
+
+#define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* Matches path against pattern; the {id} segment goes into id. */
+static bool route_match(const char *pattern, const char *path, char *id,
+                        size_t idlen)
+{
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (strncmp(p, "{id}", 4) == 0) {
+            size_t n = strcspn(s, "/");
+            if (n == 0)
+                return false;
+            snprintf(id, idlen, "%.*s", (int)(n < idlen ? n : idlen - 1), s);
+            p += 4;
+            s += n;
+            continue;
+        }
+        if (*p != *s)
+            return false;
+        p++;
+        s++;
+    }
+    return *p == '\0' && *s == '\0';
+}
+
+/* ------------------------------------------------------------------------ */
+/* CORS                                                                      */
+
+static bool origin_allowed(const char *list, const char *origin)
+{
+    size_t ol = strlen(origin);
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ",");
+        size_t m = n;
+        while (m > 0 && p[m - 1] == ' ')
+            m--;
+        if (m == ol && strncmp(p, origin, ol) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+static void add_cors(const api_ctx *ctx, const api_request *req,
+                     api_response *r)
+{
+    const char *list = ctx->cors_origins && *ctx->cors_origins
+                           ? ctx->cors_origins
+                           : "*";
+    if (strcmp(list, "*") == 0) {
+        api_response_header(r, "Access-Control-Allow-Origin", "*");
+    } else {
+        api_response_header(r, "Vary", "Origin");
+        if (req->origin && origin_allowed(list, req->origin))
+            api_response_header(r, "Access-Control-Allow-Origin", req->origin);
+    }
+    api_response_header(r, "Access-Control-Expose-Headers",
+                        "Location, Retry-After");
+}
+
+static void preflight(api_response *r, const char *allow)
+{
+    r->status = 204;
+    r->content_type = "application/json";
+    api_response_header(r, "Access-Control-Allow-Methods", allow);
+    api_response_header(r, "Access-Control-Allow-Headers",
+                        "Content-Type, Authorization, Idempotency-Key, "
+                        "Last-Event-ID");
+    api_response_header(r, "Access-Control-Max-Age", "86400");
+    api_response_header(r, "Allow", allow);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Dispatch                                                                  */
+
+static bool check_json_body(api_call *c)
+{
+    const api_request *req = c->req;
+    if (req->content_type && *req->content_type &&
+        !api_content_type_is(req->content_type, "application/json")) {
+        api_error(c->res, 415, "unsupported_media_type",
+                  "this route takes a JSON body: send Content-Type: "
+                  "application/json", -1, NULL);
+        return false;
+    }
+    char *owned = NULL;
+    const char *body;
+    size_t len;
+    if (api_body_load(c, &owned, &body, &len) < 0)
+        return false;
+    char err[160];
+    c->json = api_json_parse(body, len, err, sizeof(err));
+    free(owned);
+    if (!c->json) {
+        api_error(c->res, 400, "invalid_json", err, -1, NULL);
+        return false;
+    }
+    if (!cJSON_IsObject(c->json)) {
+        api_error(c->res, 400, "invalid_json",
+                  "the request body must be a JSON object", -1, NULL);
+        return false;
+    }
+    return true;
+}
+
+static bool check_id(api_call *c, unsigned flags)
+{
+    const char *prefix = (flags & API_ID_DS) ? "ds_" : "job_";
+    if (!(flags & (API_ID_DS | API_ID_JOB)) || api_id_valid(c->id, prefix))
+        return true;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "no %s with id '%.64s'",
+             (flags & API_ID_DS) ? "dataset" : "job", c->id);
+    api_error(c->res, 404, "not_found", msg, -1, "id");
+    return false;
+}
+
+/* Finds the row for method; fills allow with every method of the path.
+ * *ret_any says whether the path matched at all. */
+static const api_route *find_route(const char *method, const char *path,
+                                   char *id, size_t idlen, char *allow,
+                                   size_t alen, bool *ret_any)
+{
+    const api_route *found = NULL;
+    allow[0] = '\0';
+    *ret_any = false;
+    for (size_t i = 0; i < N_ROUTES; i++) {
+        char tmp[64] = "";
+        if (!route_match(routes[i].pattern, path, tmp, sizeof(tmp)))
+            continue;
+        *ret_any = true;
+        size_t al = strlen(allow);
+        snprintf(allow + al, alen - al, "%s%s", al ? ", " : "",
+                 routes[i].method);
+        if (!found && strcmp(routes[i].method, method) == 0) {
+            found = &routes[i];
+            snprintf(id, idlen, "%s", tmp);
+        }
+    }
+    size_t al = strlen(allow);
+    if (*ret_any)
+        snprintf(allow + al, alen - al, ", OPTIONS");
+    return found;
+}
+
+static void route(api_call *c)
+{
+    const api_request *req = c->req;
+    char path[512];
+    snprintf(path, sizeof(path), "%s", req->path && *req->path ? req->path : "/");
+    size_t pl = strlen(path);
+    if (pl > 1 && path[pl - 1] == '/')
+        path[pl - 1] = '\0';
+    const char *method = req->method ? req->method : "GET";
+    if (strcmp(method, "HEAD") == 0)
+        method = "GET";
+
+    char allow[128];
+    bool any;
+    const api_route *rt = find_route(method, path, c->id, sizeof(c->id), allow,
+                                     sizeof(allow), &any);
+    if (!any) {
+        api_error(c->res, 404, "route_not_found", "no such route", -1, NULL);
+        return;
+    }
+    if (strcmp(method, "OPTIONS") == 0) {
+        preflight(c->res, allow);
+        return;
+    }
+    if (!rt) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "method %.16s is not allowed here; use %s",
+                 method, allow);
+        api_error(c->res, 405, "method_not_allowed", msg, -1, NULL);
+        api_response_header(c->res, "Allow", allow);
+        return;
+    }
+    if (req->body_too_large) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the request body is larger than %zu bytes",
+                 c->ctx->limits.max_body_bytes);
+        api_error(c->res, 413, "body_too_large", msg, -1, NULL);
+        return;
+    }
+    if (!check_id(c, rt->flags))
+        return;
+    if ((rt->flags & API_BODY_JSON) && !check_json_body(c))
+        return;
+    rt->handler(c);
+}
+
+void api_dispatch(api_ctx *ctx, const api_request *req, api_response *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    api_call c = { .ctx = ctx, .req = req, .res = ret };
+    route(&c);
+    cJSON_Delete(c.json);
+    if (ret->status == 0)
+        api_error(ret, 500, "internal_error", "handler sent no response", -1,
+                  NULL);
+    add_cors(ctx, req, ret);
+}
