@@ -154,4 +154,63 @@ int store_metric_add(store *s, const char *job_id, const store_metric *m);
 int store_metric_list(store *s, const char *job_id, store_metric **ret,
                       int *ret_n);
 
+/* ------------------------------------------------------------------------ */
+/* API keys and usage (migration 0002)                                       */
+
+typedef struct store_key {
+    char id[48];          /* "key_" + hex; what owner columns hold */
+    char name[128];       /* unique among active keys */
+    char role[16];        /* "admin" | "member" */
+    char hash[65];        /* sha256 of the secret, lower-case hex */
+    char prefix[16];      /* first characters of the secret, for display */
+    int64_t created_at;
+    int64_t revoked_at;   /* 0 = active */
+} store_key;
+
+/* -EEXIST when the id or hash exists or an active key has the name;
+ * -EINVAL for a bad role or a hash that is not 64 hex digits. */
+int store_key_insert(store *s, const store_key *k);
+int store_key_get(store *s, const char *id, store_key *ret);
+/* The key with this secret hash, revoked or not (the caller tells 401 from
+ * "revoked" by revoked_at); -ENOENT if none. */
+int store_key_find_hash(store *s, const char *hash, store_key *ret);
+/* The active key with this name; -ENOENT if none. */
+int store_key_find_name(store *s, const char *name, store_key *ret);
+/* Oldest first. *ret is malloc'd (free()). */
+int store_key_list(store *s, bool include_revoked, store_key **ret,
+                   int *ret_n);
+/* Number of active keys (auth is on when it is > 0). */
+int store_key_count_active(store *s, int *ret_n);
+/* Revokes a key now; revoking a revoked key keeps its first revoked_at and
+ * succeeds. -ENOENT if absent. */
+int store_key_revoke(store *s, const char *id);
+
+typedef struct store_key_usage {
+    char key_id[48];
+    int64_t tokens_trained;
+    int64_t tokens_generated;
+    double cpu_seconds;
+    int64_t updated_at;   /* 0 = never used */
+} store_key_usage;
+
+/* Adds to a key's counters (negative amounts: -EINVAL; unknown key:
+ * -ENOENT). */
+int store_key_usage_add(store *s, const char *key_id, int64_t tokens_trained,
+                        int64_t tokens_generated, double cpu_seconds);
+/* A key's counters, zeros when it was never used; -ENOENT if no such key. */
+int store_key_usage_get(store *s, const char *key_id, store_key_usage *ret);
+/* Every key's counters (keys never used included, with zeros), in key
+ * order. *ret is malloc'd (free()). */
+int store_key_usage_list(store *s, store_key_usage **ret, int *ret_n);
+
+/* ------------------------------------------------------------------------ */
+/* Backup                                                                    */
+
+/* Writes a consistent copy of the database to dest_path with SQLite's
+ * online backup API, while other handles keep reading and writing: the copy
+ * is written next to dest_path, checked (quick_check) and renamed over it.
+ * Holds this handle's mutex for the duration. -EIO with store_last_error
+ * set on failure. */
+int store_backup(store *s, const char *dest_path);
+
 #endif
