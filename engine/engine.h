@@ -75,6 +75,25 @@ typedef struct eng_model eng_model;
 int eng_model_load_llama2c(const char *path, eng_model **ret_model,
                            char *err, size_t errlen);
 
+/* Loads a Hugging Face folder: config.json (LlamaForCausalLM,
+ * MistralForCausalLM, Qwen2ForCausalLM) and model.safetensors or the shards
+ * of model.safetensors.index.json. F32/F16/BF16 weights stay memory-mapped
+ * in their stored dtype; RoPE is ENG_ROPE_HALF. -ENOENT (no config.json or
+ * shard), -EINVAL (unsupported architecture/option, missing or misshapen
+ * tensor: err names it), -EIO (corrupt file), -ENOMEM. */
+int eng_model_load_hf(const char *dir, eng_model **ret_model, char *err,
+                      size_t errlen);
+/* Loads a GGUF file (v2/v3; architectures llama, mistral, qwen2; tensors
+ * F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, memory-mapped as stored). llama
+ * and mistral use the interleaved RoPE pairing llama.cpp's converter stores,
+ * qwen2 the half split. Errors as eng_model_load_hf. */
+int eng_model_load_gguf(const char *path, eng_model **ret_model, char *err,
+                        size_t errlen);
+/* Detects the format: a directory is a Hugging Face folder, a file starting
+ * with "GGUF" a GGUF file, anything else a llama2.c checkpoint. */
+int eng_model_load(const char *path, eng_model **ret_model, char *err,
+                   size_t errlen);
+
 /* Builds a model with random weights (N(0, std)) for tests and benchmarks. */
 int eng_model_new_random(const eng_config *cfg, uint64_t seed, float std,
                          eng_model **ret_model);

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * loader-impl.h - what the Hugging Face and GGUF model loaders share.
+ *
+ * Both loaders walk the same list of weight slots (eng_ld_slots): each slot
+ * is one eng_tensor of the model with the shape the config requires. A
+ * loader finds the slot's tensor in its file under its own naming scheme and
+ * calls eng_ld_bind(), which checks dtype and shape with a message naming
+ * the tensor, and either points the slot at the file's bytes (matrices stay
+ * in their stored dtype, memory-mapped) or converts it into the model's
+ * owned fp32 block (norm weights and biases, which the forward pass reads as
+ * plain floats). Only files inside engine/ include this header.
+ */
+#ifndef TUNA_ENGINE_LOADER_IMPL_H
+#define TUNA_ENGINE_LOADER_IMPL_H
+
+#include "model.h"
+
+typedef enum {
+    ENG_W_TOK_EMB, ENG_W_FINAL_NORM, ENG_W_LM_HEAD,
+    ENG_W_ATTN_NORM, ENG_W_FFN_NORM,
+    ENG_W_Q, ENG_W_K, ENG_W_V, ENG_W_O,
+    ENG_W_GATE, ENG_W_UP, ENG_W_DOWN,
+    ENG_W_BQ, ENG_W_BK, ENG_W_BV,
+} eng_w_kind;
+
+typedef struct eng_ld_slot {
+    eng_w_kind kind;
+    int layer;          /* -1 for model-level tensors */
+    eng_tensor *dst;
+    int rows, cols;     /* rows = 1 for vectors */
+    bool vector;        /* converted to owned fp32 */
+} eng_ld_slot;
+
+/* Fills slots[] (capacity eng_ld_slot_count(cfg)) for the tensors model m
+ * needs under its config: embeddings, the final norm, the LM head unless
+ * tied, every layer's norms, projections and (qkv_bias) biases. Returns the
+ * number of slots. */
+int eng_ld_slot_count(const eng_config *c);
+int eng_ld_slots(eng_model *m, eng_ld_slot *slots);
+
+/* Allocates m->owned for every vector slot (fp32). -ENOMEM. */
+int eng_ld_alloc_vectors(eng_model *m, const eng_ld_slot *slots, int n);
+
+/* A tensor as a file describes it: dims outermost first (PyTorch order), so a
+ * matrix is {rows, cols}. */
+typedef struct eng_ld_src {
+    const char *name;   /* for messages */
+    eng_dtype dtype;
+    int ndim;
+    int64_t dims[4];
+    const void *data;   /* bytes in the file, rows packed */
+} eng_ld_src;
+
+/* Binds slot s to src: checks the shape (a vector may be stored as [n] or
+ * [1, n]), points s->dst at src->data for matrices, or converts a vector into
+ * *vec_cursor (advancing it) for vectors. -EINVAL with a message on a shape
+ * or dtype mismatch. */
+int eng_ld_bind(const eng_ld_slot *s, const eng_ld_src *src,
+                float **vec_cursor, char *err, size_t errlen);
+
+/* The model's view of a finished load: eng_model_finish() with a message. */
+int eng_ld_finish(eng_model *m, char *err, size_t errlen);
+
+/* printf-style one-line message into an optional err buffer. */
+void eng_ld_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
