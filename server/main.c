@@ -231,6 +231,9 @@ static int start(daemon_state *d)
              c->train_threads, c->train_threads == 1 ? "" : "s",
              c->gen_threads, c->gen_threads == 1 ? "" : "s",
              c->limits.max_body_bytes);
+    if (c->workers * c->train_threads > c->threads)
+        srv_warn("%d workers x %d threads oversubscribe the %d cores",
+                 c->workers, c->train_threads, c->threads);
     bool v6 = strchr(c->host, ':') != NULL;
     printf("tunad listening on http://%s%s%s:%d\n", v6 ? "[" : "", c->host,
            v6 ? "]" : "", d->port);

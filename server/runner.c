@@ -444,6 +444,8 @@ int srv_runner_run(const srv_runner_env *env, const store_job *j)
         srv_info("job %s: interrupted by shutdown at step %d; it will run "
                  "again at the next start", j->id,
                  eng_trainer_step_index(r.tr));
+        event(&r, "warn", "message", "the daemon is shutting down; the job "
+              "will run again when it starts", NULL);
         ret = -ECANCELED;
         goto out;
     }
