@@ -39,6 +39,11 @@ void eng_k_matmul(float *out, const float *x, const eng_tensor *W, int n,
                   int accumulate);
 void eng_k_matmul_naive(float *out, const float *x, const eng_tensor *W,
                         int n, int accumulate);
+/* out[out] (+)= W[out, in] @ x[in] for one row (batch-1 decoding): a
+ * bandwidth-bound dot-product loop for f32/bf16, faster than sgemv on one
+ * core; other dtypes go through eng_k_matmul. Single-threaded (gemv.c). */
+void eng_k_gemv(float *out, const float *x, const eng_tensor *W,
+                int accumulate);
 /* dx[n, in] (+)= dy[n, out] @ W[out, in]  (backward through a linear). */
 void eng_k_matmul_bwd_x(float *dx, const float *dy, const eng_tensor *W,
                         int n, int accumulate);

@@ -13,8 +13,9 @@
  * and finally logits = rmsnorm(x_last) Wlm^T for the last row only. With
  * B > 1 every linear is an sgemm over the rows and attention is two sgemms
  * per head (scores over all cached keys, the causal part masked before the
- * softmax); with B == 1 the linears are sgemv and attention is a tight loop,
- * cheaper than BLAS call overhead for one query. LoRA deltas are added to
+ * softmax); with B == 1 the linears are eng_k_gemv (a streaming dot-product
+ * kernel, faster than OpenBLAS's sgemv on one core) and attention is a tight
+ * loop, cheaper than BLAS call overhead for one query. LoRA deltas are added to
  * each target's output before RoPE, as PEFT does.
  */
 #include "session.h"
@@ -131,6 +132,8 @@ static void linear(const eng_session *s, float *y, const float *x,
 {
     if (s->naive)
         eng_k_matmul_naive(y, x, W, n, acc);
+    else if (n == 1)
+        eng_k_gemv(y, x, W, acc); /* decoding: bandwidth-bound */
     else
         eng_k_matmul(y, x, W, n, acc);
 }
