@@ -293,6 +293,10 @@ int eng_trainer_evaluate(eng_trainer *t, const eng_example *ex, int n,
 /* The current adapter (borrowed; take a ref to keep it). NULL when
  * full_finetune. */
 eng_adapter *eng_trainer_adapter(eng_trainer *t);
+/* The model the trainer computes with (borrowed; take a ref to keep it):
+ * the base model for LoRA, the trainer's own trained copy when
+ * full_finetune. */
+eng_model *eng_trainer_model(eng_trainer *t);
 /* Checkpoint: adapter + optimizer moments + step + RNG + data order, in one
  * safetensors file written atomically into dir; resume restores all of it so
  * training continues bit-exactly. */

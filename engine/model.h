@@ -51,7 +51,8 @@ struct eng_adapter {
     atomic_int refs;
     int rank;
     float alpha;
-    float scale;             /* alpha / rank */
+    float scale;             /* alpha / rank (alpha / sqrt(rank) with rsLoRA) */
+    float dropout;           /* training-time LoRA dropout, kept for the config */
     unsigned targets;        /* ENG_TARGET_* */
     int n_layers;
     eng_lora *lora;          /* [n_layers * ENG_T_COUNT]; A == NULL if absent */

@@ -1,0 +1,838 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * train.c - the trainer: data plan, forward and backward over the model,
+ * AdamW with warmup and cosine/linear decay, global-norm clipping and
+ * gradient accumulation.
+ *
+ * Design. eng_trainer_new does every allocation: it copies the examples,
+ * builds the whole plan (per-epoch shuffled order, micro-batches, optimizer
+ * steps) from the seed alone, and carves every activation and scratch
+ * buffer from one block sized by batch_size * max_seq_len tokens. A step
+ * then runs without allocating. Only frozen-weight *inputs* get gradients
+ * (dX through each linear); base weights get none unless full finetuning,
+ * where the trainer copies the model into its own f32 block and trains it.
+ *
+ * A micro-batch is a flat token list (see train_impl.h): with padding, one
+ * segment per example and batch_size examples; with packing, as many
+ * examples as fit in batch_size * max_seq_len tokens. Per layer we keep
+ * the inputs the backward cannot cheaply recompute (residual stream, q/k/v
+ * after RoPE, attention output, gate and up); the normalized inputs, the
+ * SwiGLU product and the attention probabilities are recomputed.
+ *
+ * Determinism: data order comes from (seed, epoch), dropout masks from a
+ * hash of (seed, step, micro-batch, layer, target, element), and all
+ * arithmetic is sequential or inside BLAS with a fixed thread count, so a
+ * seed and a thread count fix every bit of the result.
+ */
+#include "train_impl.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+void eng_train_params_default(eng_train_params *p)
+{
+    *p = (eng_train_params){
+        .lora_rank = 8, .lora_alpha = 16.0f, .lora_dropout = 0.0f,
+        .targets = ENG_TARGET_DEFAULT, .epochs = 3, .batch_size = 4,
+        .grad_accum = 1, .max_seq_len = 256, .learning_rate = 1e-3f,
+        .warmup_steps = 0, .schedule = ENG_SCHED_COSINE, .min_lr_ratio = 0.1f,
+        .weight_decay = 0.0f, .beta1 = 0.9f, .beta2 = 0.999f,
+        .adam_eps = 1e-8f, .max_grad_norm = 1.0f, .packing = false,
+        .seed = 42, .n_threads = 1,
+    };
+}
+
+static int check_params(const eng_train_params *p)
+{
+    if (!p->full_finetune &&
+        (p->lora_rank < 1 || p->lora_rank > 1024 || !(p->lora_alpha > 0) ||
+         !(p->lora_dropout >= 0 && p->lora_dropout < 1) || !p->targets ||
+         (p->targets & ~ENG_TARGET_ALL)))
+        return -EINVAL;
+    if (p->epochs < 1 || p->epochs > 100000 || p->batch_size < 1 ||
+        p->grad_accum < 1 || p->max_seq_len < 2 ||
+        (int64_t)p->batch_size * p->max_seq_len > (1 << 24) ||
+        !(p->learning_rate > 0) || p->warmup_steps < 0 ||
+        (unsigned)p->schedule > ENG_SCHED_CONSTANT ||
+        !(p->min_lr_ratio >= 0 && p->min_lr_ratio <= 1) ||
+        !(p->weight_decay >= 0) || !(p->beta1 >= 0 && p->beta1 < 1) ||
+        !(p->beta2 >= 0 && p->beta2 < 1) || !(p->adam_eps > 0) ||
+        !(p->max_grad_norm >= 0) || p->n_threads < 0 || p->n_threads > 1024)
+        return -EINVAL;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Trainable parameters                                                      */
+
+/* Full finetuning: an f32 copy of every weight in one block, matrices
+ * first (decayed), then norms and biases (not decayed, as Hugging Face's
+ * Trainer does). */
+static float *copy_tensor(float *p, eng_tensor *dst, const eng_tensor *src)
+{
+    dst->dtype = ENG_DT_F32;
+    dst->rows = src->rows;
+    dst->cols = src->cols;
+    dst->data = p;
+    if (p)
+        for (int r = 0; r < src->rows; r++)
+            eng_k_row_f32(src, r, p + (size_t)r * src->cols);
+    return p ? p + (size_t)src->rows * src->cols : NULL;
+}
+
+static size_t tensor_floats(const eng_tensor *t)
+{
+    return t->data ? (size_t)t->rows * t->cols : 0;
+}
+
+/* Lays out (p == NULL: counts) the copy; returns floats, sets *n_mat. */
+static size_t own_layout(eng_model *own, const eng_model *b, float *p,
+                         size_t *n_mat)
+{
+    size_t n = 0;
+#define TAKE(dst, src)                                                        \
+    do {                                                                      \
+        if ((src)->data) {                                                    \
+            copy_tensor(p ? p + n : NULL, (dst), (src));                      \
+            n += tensor_floats(src);                                          \
+        }                                                                     \
+    } while (0)
+    TAKE(&own->tok_emb, &b->tok_emb);
+    if (!b->cfg.tied_embeddings)
+        TAKE(&own->lm_head, &b->lm_head);
+    for (int l = 0; l < b->cfg.n_layers; l++)
+        for (int t = 0; t < ENG_T_COUNT; t++)
+            TAKE(eng_layer_target(&own->layers[l], t),
+                 eng_layer_target(&b->layers[l], t));
+    *n_mat = n;
+    for (int l = 0; l < b->cfg.n_layers; l++) {
+        TAKE(&own->layers[l].attn_norm, &b->layers[l].attn_norm);
+        TAKE(&own->layers[l].ffn_norm, &b->layers[l].ffn_norm);
+        TAKE(&own->layers[l].bq, &b->layers[l].bq);
+        TAKE(&own->layers[l].bk, &b->layers[l].bk);
+        TAKE(&own->layers[l].bv, &b->layers[l].bv);
+    }
+    TAKE(&own->final_norm, &b->final_norm);
+#undef TAKE
+    return n;
+}
+
+static int own_model_new(eng_trainer *t)
+{
+    eng_model *own = NULL;
+    size_t n_mat, n;
+    int rc = eng_model_alloc(&t->base->cfg, &own);
+    if (rc)
+        return rc;
+    n = own_layout(own, t->base, NULL, &n_mat);
+    if (!(own->owned = malloc(n * sizeof(float)))) {
+        eng_model_unref(own);
+        return -ENOMEM;
+    }
+    own_layout(own, t->base, own->owned, &n_mat);
+    if ((rc = eng_model_finish(own))) {
+        eng_model_unref(own);
+        return rc;
+    }
+    t->m = own;
+    t->param = own->owned;
+    t->n_param = n;
+    t->n_decay = n_mat;
+    return 0;
+}
+
+/* Gradient slot of a trainable tensor (full finetune), or NULL. */
+static float *grad_of(const eng_trainer *t, const eng_tensor *w)
+{
+    if (!t->p.full_finetune || !w || !w->data)
+        return NULL;
+    return t->grad + ((const float *)w->data - t->param);
+}
+
+float *tr_params(eng_trainer *t, size_t *ret_n)
+{
+    *ret_n = t->n_param;
+    return t->param;
+}
+
+float *tr_grads(eng_trainer *t)
+{
+    return t->grad;
+}
+
+void tr_zero_grads(eng_trainer *t)
+{
+    memset(t->grad, 0, t->n_param * sizeof(float));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Examples and plan                                                         */
+
+static int masked_count(const eng_example *e)
+{
+    int n = 0;
+    for (int i = 1; i < e->n; i++)
+        n += e->mask[i] != 0;
+    return n;
+}
+
+/* Copies the examples that have something to learn, truncated to
+ * max_seq_len, into one block. */
+static int copy_examples(eng_trainer *t, const eng_example *ex, int n)
+{
+    size_t tok = 0;
+    int keep = 0, L = t->p.max_seq_len;
+    for (int i = 0; i < n; i++) {
+        if (!ex[i].ids || !ex[i].mask || ex[i].n < 0)
+            return -EINVAL;
+        for (int j = 0; j < ex[i].n; j++)
+            if (ex[i].ids[j] < 0 || ex[i].ids[j] >= t->c.vocab_size)
+                return -EINVAL;
+        eng_example v = ex[i];
+        v.n = v.n < L ? v.n : L;
+        if (masked_count(&v)) {
+            tok += (size_t)v.n;
+            keep++;
+        }
+    }
+    if (!keep)
+        return -EINVAL;
+    t->ex = calloc((size_t)keep, sizeof(*t->ex));
+    t->ex_block = malloc(tok * (sizeof(int32_t) + 1) + 1);
+    if (!t->ex || !t->ex_block)
+        return -ENOMEM;
+    int32_t *ids = t->ex_block;
+    uint8_t *mask = (uint8_t *)(ids + tok);
+    for (int i = 0; i < n; i++) {
+        eng_example v = ex[i];
+        v.n = v.n < L ? v.n : L;
+        if (!masked_count(&v))
+            continue;
+        eng_example *d = &t->ex[t->n_ex++];
+        d->ids = ids;
+        d->mask = mask;
+        d->n = v.n;
+        d->truncated = ex[i].truncated || v.n < ex[i].n;
+        memcpy(ids, v.ids, sizeof(int32_t) * (size_t)v.n);
+        for (int j = 0; j < v.n; j++)
+            mask[j] = v.mask[j] != 0;
+        ids += v.n;
+        mask += v.n;
+    }
+    return 0;
+}
+
+/* Shuffles each epoch's order and cuts it into micro-batches and steps. */
+static int build_plan(eng_trainer *t)
+{
+    int n = t->n_ex, E = t->p.epochs, cap = t->cap;
+    uint64_t h = ENG_FNV_INIT;
+    t->order = malloc(sizeof(int) * (size_t)n * E);
+    t->micro = malloc(sizeof(tr_micro) * (size_t)n * E);
+    t->steps = malloc(sizeof(tr_step) * (size_t)n * E);
+    if (!t->order || !t->micro || !t->steps)
+        return -ENOMEM;
+    for (int e = 0; e < E; e++) {
+        int *o = t->order + (size_t)e * n;
+        uint64_t s = eng_mix64(t->p.seed ^ (0x5eedull * (uint64_t)(e + 1)));
+        for (int i = 0; i < n; i++)
+            o[i] = i;
+        for (int i = n - 1; i > 0; i--) { /* Fisher-Yates */
+            int j = (int)(eng_splitmix64(&s) % (uint64_t)(i + 1));
+            int x = o[i];
+            o[i] = o[j];
+            o[j] = x;
+        }
+        int first_micro = t->n_micro;
+        for (int i = 0; i < n;) {
+            tr_micro *mb = &t->micro[t->n_micro++];
+            int tok = 0;
+            *mb = (tr_micro){.epoch = e, .first = i};
+            while (i < n && mb->count < (t->p.packing ? n : t->p.batch_size) &&
+                   tok + t->ex[o[i]].n <= cap) {
+                tok += t->ex[o[i]].n;
+                mb->n_masked += masked_count(&t->ex[o[i]]);
+                mb->count++;
+                i++;
+            }
+        }
+        for (int i = first_micro; i < t->n_micro; i += t->p.grad_accum) {
+            tr_step *st = &t->steps[t->n_steps++];
+            *st = (tr_step){.first_micro = i, .epoch = e};
+            for (int j = i; j < t->n_micro && j < i + t->p.grad_accum; j++) {
+                st->n_micro++;
+                st->n_masked += t->micro[j].n_masked;
+            }
+        }
+    }
+    h = eng_fnv1a(h, t->order, sizeof(int) * (size_t)n * E);
+    for (int i = 0; i < n; i++) {
+        h = eng_fnv1a(h, t->ex[i].ids, sizeof(int32_t) * (size_t)t->ex[i].n);
+        h = eng_fnv1a(h, t->ex[i].mask, (size_t)t->ex[i].n);
+    }
+    t->plan_hash = eng_fnv1a(h, t->micro, sizeof(tr_micro) * (size_t)t->n_micro);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Buffers                                                                   */
+
+typedef struct carve {
+    char *base;
+    size_t off;
+} carve;
+
+static void *take(carve *c, size_t bytes)
+{
+    size_t o = (c->off + 63) & ~(size_t)63; /* cache-line aligned */
+    c->off = o + bytes;
+    return c->base ? c->base + o : NULL;
+}
+
+#define TAKE_F(c, n) ((float *)take((c), sizeof(float) * (size_t)(n)))
+
+/* Assigns every buffer (c->base == NULL: only measures). */
+static void layout_buffers(eng_trainer *t, carve *c)
+{
+    const eng_config *k = &t->c;
+    size_t N = (size_t)t->cap, D = (size_t)k->dim, H = (size_t)k->hidden_dim;
+    size_t Q = (size_t)k->n_heads * k->head_dim;
+    size_t KV = (size_t)k->n_kv_heads * k->head_dim, T = (size_t)t->p.max_seq_len;
+    size_t r = t->ad ? (size_t)t->ad->rank : 0, V = (size_t)k->vocab_size;
+    size_t wmax = D > Q ? D : Q;
+    wmax = wmax > H ? wmax : H;
+    for (int l = 0; l <= k->n_layers; l++)
+        t->x[l] = TAKE_F(c, N * D);
+    for (int l = 0; l < k->n_layers; l++) {
+        tr_act *a = &t->act[l];
+        a->rs1 = TAKE_F(c, N);
+        a->rs2 = TAKE_F(c, N);
+        a->q = TAKE_F(c, N * Q);
+        a->att = TAKE_F(c, N * Q);
+        a->k = TAKE_F(c, N * KV);
+        a->v = TAKE_F(c, N * KV);
+        a->xm = TAKE_F(c, N * D);
+        a->g = TAKE_F(c, N * H);
+        a->u = TAKE_F(c, N * H);
+        for (int tt = 0; tt < ENG_T_COUNT; tt++)
+            a->lu[tt] = t->ad && eng_adapter_at(t->ad, l, tt)->A
+                            ? TAKE_F(c, N * r) : NULL;
+    }
+    t->rsf = TAKE_F(c, N);
+    t->xn = TAKE_F(c, N * D);
+    t->h = TAKE_F(c, N * H);
+    t->dres = TAKE_F(c, N * D);
+    t->dxn = TAKE_F(c, N * D);
+    t->dq = TAKE_F(c, N * Q);
+    t->datt = TAKE_F(c, N * Q);
+    t->dk = TAKE_F(c, N * KV);
+    t->dv = TAKE_F(c, N * KV);
+    t->dh = TAKE_F(c, N * H);
+    t->dg = TAKE_F(c, N * H);
+    t->du = TAKE_F(c, N * H);
+    t->drop = t->p.lora_dropout > 0 ? TAKE_F(c, N * wmax) : NULL;
+    t->dr = TAKE_F(c, N * (r ? r : 1));
+    t->S = TAKE_F(c, T * T);
+    t->dP = TAKE_F(c, T * T);
+    /* LM-head chunk: about 4 Mi logits (16 MiB), at least one row */
+    size_t C = ((size_t)1 << 22) / V;
+    C = C < 1 ? 1 : C > N ? N : C;
+    t->ce.chunk = (int)C;
+    t->ce.logits = TAKE_F(c, C * V);
+    t->ce.xc = TAKE_F(c, C * D);
+    t->ce.dxc = TAKE_F(c, C * D);
+    t->ce.rows = take(c, sizeof(int) * C);
+    t->b_ids = take(c, sizeof(int32_t) * N);
+    t->b_tgt = take(c, sizeof(int32_t) * N);
+    t->b_pos = take(c, sizeof(int) * N);
+    t->b_segs = take(c, sizeof(tr_seg) * N);
+}
+
+static int alloc_buffers(eng_trainer *t)
+{
+    carve c = {0};
+    t->x = calloc((size_t)t->c.n_layers + 1, sizeof(*t->x));
+    t->act = calloc((size_t)t->c.n_layers, sizeof(*t->act));
+    if (!t->x || !t->act)
+        return -ENOMEM;
+    layout_buffers(t, &c);
+    t->block_bytes = c.off + 64;
+    /* calloc: untouched capacity (short batches) costs no resident memory */
+    if (!(t->block = calloc(1, t->block_bytes)))
+        return -ENOMEM;
+    c.base = (char *)(((uintptr_t)t->block + 63) & ~(uintptr_t)63);
+    c.off = 0;
+    layout_buffers(t, &c);
+    t->ce.E = &t->m->lm_head;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Micro-batches                                                             */
+
+static int batch_build_idx(eng_trainer *t, const eng_example *ex,
+                           const int *idx, int n, tr_batch *b)
+{
+    int tok = 0, ns = 0, max_len = 0;
+    for (int i = 0; i < n; i++) {
+        const eng_example *e = &ex[idx ? idx[i] : i];
+        int len = e->n < t->p.max_seq_len ? e->n : t->p.max_seq_len;
+        if (len <= 0)
+            continue;
+        if (tok + len > t->cap)
+            return -EINVAL;
+        for (int j = 0; j < len; j++) {
+            if (e->ids[j] < 0 || e->ids[j] >= t->c.vocab_size)
+                return -EINVAL;
+            t->b_ids[tok + j] = e->ids[j];
+            t->b_pos[tok + j] = j;
+            t->b_tgt[tok + j] =
+                j + 1 < len && e->mask[j + 1] ? e->ids[j + 1] : -1;
+        }
+        t->b_segs[ns++] = (tr_seg){tok, len};
+        tok += len;
+        max_len = len > max_len ? len : max_len;
+    }
+    *b = (tr_batch){
+        .n = tok, .ids = t->b_ids, .pos = t->b_pos, .tgt = t->b_tgt,
+        .segs = t->b_segs, .n_segs = ns, .max_len = max_len,
+        .loss_scale = 1.0f,
+    };
+    return 0;
+}
+
+int tr_batch_build(eng_trainer *t, const eng_example *ex, int n,
+                   tr_batch *ret)
+{
+    return batch_build_idx(t, ex, NULL, n, ret);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forward and backward                                                      */
+
+static tr_lin make_lin(const eng_trainer *t, int l, int tt, const tr_batch *b,
+                       int want_grad)
+{
+    eng_layer *L = &t->m->layers[l];
+    tr_lin lin = {.W = eng_layer_target(L, tt)};
+    if (t->c.qkv_bias && tt <= ENG_T_V) {
+        lin.b = tt == ENG_T_Q ? &L->bq : tt == ENG_T_K ? &L->bk : &L->bv;
+        if (want_grad)
+            lin.db = grad_of(t, lin.b);
+    }
+    if (want_grad)
+        lin.dW = grad_of(t, lin.W);
+    const eng_lora *lo = t->ad ? eng_adapter_at(t->ad, l, tt) : NULL;
+    if (lo && lo->A) {
+        lin.A = lo->A;
+        lin.B = lo->B;
+        lin.r = t->ad->rank;
+        lin.scale = t->ad->scale;
+        /* dropout only in training micro-batches (drop_seed != 0) */
+        lin.dropout = b->drop_seed ? t->p.lora_dropout : 0.0f;
+        lin.drop_seed = eng_mix64(b->drop_seed ^ (uint64_t)(l * 8 + tt + 1));
+        if (want_grad) {
+            lin.dA = t->grad + (lo->A - t->ad->data);
+            lin.dB = t->grad + (lo->B - t->ad->data);
+        }
+    }
+    return lin;
+}
+
+static void layer_fwd(eng_trainer *t, int l, const tr_batch *b)
+{
+    const eng_config *c = &t->c;
+    eng_layer *L = &t->m->layers[l];
+    tr_act *a = &t->act[l];
+    int N = b->n, D = c->dim;
+    tr_attn_dims dims = {c->n_heads, c->n_kv_heads, c->head_dim};
+    const float *x = t->x[l];
+    float *y = t->x[l + 1];
+    tr_lin lin;
+
+    eng_k_rmsnorm(t->xn, x, &L->attn_norm, N, D, c->norm_eps, a->rs1);
+    lin = make_lin(t, l, ENG_T_Q, b, 0);
+    tr_lin_fwd(&lin, a->q, t->xn, N, a->lu[ENG_T_Q], t->drop);
+    lin = make_lin(t, l, ENG_T_K, b, 0);
+    tr_lin_fwd(&lin, a->k, t->xn, N, a->lu[ENG_T_K], t->drop);
+    lin = make_lin(t, l, ENG_T_V, b, 0);
+    tr_lin_fwd(&lin, a->v, t->xn, N, a->lu[ENG_T_V], t->drop);
+    eng_k_rope(a->q, N, c->n_heads, c->head_dim, b->pos, t->m->rope_inv_freq,
+               c->rope_style, 0);
+    eng_k_rope(a->k, N, c->n_kv_heads, c->head_dim, b->pos,
+               t->m->rope_inv_freq, c->rope_style, 0);
+    tr_attn_fwd(a->att, a->q, a->k, a->v, b->segs, b->n_segs, &dims, t->S);
+    lin = make_lin(t, l, ENG_T_O, b, 0);
+    tr_lin_fwd(&lin, a->xm, a->att, N, a->lu[ENG_T_O], t->drop);
+    for (size_t i = 0; i < (size_t)N * D; i++)
+        a->xm[i] += x[i];                                   /* residual */
+
+    eng_k_rmsnorm(t->xn, a->xm, &L->ffn_norm, N, D, c->norm_eps, a->rs2);
+    lin = make_lin(t, l, ENG_T_GATE, b, 0);
+    tr_lin_fwd(&lin, a->g, t->xn, N, a->lu[ENG_T_GATE], t->drop);
+    lin = make_lin(t, l, ENG_T_UP, b, 0);
+    tr_lin_fwd(&lin, a->u, t->xn, N, a->lu[ENG_T_UP], t->drop);
+    eng_k_swiglu(t->h, a->g, a->u, (size_t)N * c->hidden_dim);
+    lin = make_lin(t, l, ENG_T_DOWN, b, 0);
+    tr_lin_fwd(&lin, y, t->h, N, a->lu[ENG_T_DOWN], t->drop);
+    for (size_t i = 0; i < (size_t)N * D; i++)
+        y[i] += a->xm[i];                                   /* residual */
+}
+
+/* On entry t->dres = dL/dx[l+1]; on return dL/dx[l]. */
+static void layer_bwd(eng_trainer *t, int l, const tr_batch *b)
+{
+    const eng_config *c = &t->c;
+    eng_layer *L = &t->m->layers[l];
+    tr_act *a = &t->act[l];
+    int N = b->n, D = c->dim;
+    size_t NH = (size_t)N * c->hidden_dim;
+    tr_attn_dims dims = {c->n_heads, c->n_kv_heads, c->head_dim};
+    tr_lin lin;
+
+    /* MLP: recompute h and the normalized input, then back through them */
+    eng_k_swiglu(t->h, a->g, a->u, NH);
+    lin = make_lin(t, l, ENG_T_DOWN, b, 1);
+    tr_lin_bwd(&lin, t->dh, t->dres, t->h, a->lu[ENG_T_DOWN], N, 0, t->drop,
+               t->dr);
+    tr_swiglu_bwd(t->dg, t->du, t->dh, a->g, a->u, NH);
+    eng_k_rmsnorm(t->xn, a->xm, &L->ffn_norm, N, D, c->norm_eps, NULL);
+    lin = make_lin(t, l, ENG_T_GATE, b, 1);
+    tr_lin_bwd(&lin, t->dxn, t->dg, t->xn, a->lu[ENG_T_GATE], N, 0, t->drop,
+               t->dr);
+    lin = make_lin(t, l, ENG_T_UP, b, 1);
+    tr_lin_bwd(&lin, t->dxn, t->du, t->xn, a->lu[ENG_T_UP], N, 1, t->drop,
+               t->dr);
+    tr_rmsnorm_bwd(t->dres, t->dxn, a->xm, a->rs2, &L->ffn_norm,
+                   grad_of(t, &L->ffn_norm), N, D, 1);
+
+    /* attention */
+    lin = make_lin(t, l, ENG_T_O, b, 1);
+    tr_lin_bwd(&lin, t->datt, t->dres, a->att, a->lu[ENG_T_O], N, 0, t->drop,
+               t->dr);
+    tr_attn_bwd(t->dq, t->dk, t->dv, t->datt, a->q, a->k, a->v, b->segs,
+                b->n_segs, &dims, t->S, t->dP);
+    eng_k_rope(t->dq, N, c->n_heads, c->head_dim, b->pos,
+               t->m->rope_inv_freq, c->rope_style, 1);
+    eng_k_rope(t->dk, N, c->n_kv_heads, c->head_dim, b->pos,
+               t->m->rope_inv_freq, c->rope_style, 1);
+    eng_k_rmsnorm(t->xn, t->x[l], &L->attn_norm, N, D, c->norm_eps, NULL);
+    lin = make_lin(t, l, ENG_T_Q, b, 1);
+    tr_lin_bwd(&lin, t->dxn, t->dq, t->xn, a->lu[ENG_T_Q], N, 0, t->drop,
+               t->dr);
+    lin = make_lin(t, l, ENG_T_K, b, 1);
+    tr_lin_bwd(&lin, t->dxn, t->dk, t->xn, a->lu[ENG_T_K], N, 1, t->drop,
+               t->dr);
+    lin = make_lin(t, l, ENG_T_V, b, 1);
+    tr_lin_bwd(&lin, t->dxn, t->dv, t->xn, a->lu[ENG_T_V], N, 1, t->drop,
+               t->dr);
+    tr_rmsnorm_bwd(t->dres, t->dxn, t->x[l], a->rs1, &L->attn_norm,
+                   grad_of(t, &L->attn_norm), N, D, 1);
+}
+
+int tr_forward_backward(eng_trainer *t, const tr_batch *b, int want_grad,
+                        double *ret_loss, int *ret_correct)
+{
+    const eng_config *c = &t->c;
+    int N = b->n, D = c->dim, Ln = c->n_layers;
+    if (N <= 0) {
+        *ret_loss = 0.0;
+        *ret_correct = 0;
+        return 0;
+    }
+    for (int r = 0; r < N; r++)                             /* embedding */
+        eng_k_row_f32(&t->m->tok_emb, b->ids[r], t->x[0] + (size_t)r * D);
+    for (int l = 0; l < Ln; l++)
+        layer_fwd(t, l, b);
+    eng_k_rmsnorm(t->xn, t->x[Ln], &t->m->final_norm, N, D, c->norm_eps,
+                  t->rsf);
+    t->ce.dE = want_grad ? grad_of(t, &t->m->lm_head) : NULL;
+    tr_ce_run(&t->ce, t->xn, want_grad ? t->dxn : NULL, b->tgt, N,
+              b->loss_scale, ret_loss, ret_correct);
+    if (!want_grad)
+        return 0;
+    tr_rmsnorm_bwd(t->dres, t->dxn, t->x[Ln], t->rsf, &t->m->final_norm,
+                   grad_of(t, &t->m->final_norm), N, D, 0);
+    for (int l = Ln - 1; l >= 0; l--)
+        layer_bwd(t, l, b);
+    float *dE = grad_of(t, &t->m->tok_emb);
+    for (int r = 0; dE && r < N; r++) {
+        float *g = dE + (size_t)b->ids[r] * D;
+        for (int i = 0; i < D; i++)
+            g[i] += t->dres[(size_t)r * D + i];
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifetime                                                                  */
+
+int eng_trainer_new(eng_model *m, const eng_train_params *p,
+                    const eng_example *train, int n_train, eng_trainer **ret,
+                    char *err, size_t errlen)
+{
+    eng_trainer *t = NULL;
+    int rc;
+    if (!m || !p || (!train && n_train) || n_train < 0)
+        return -EINVAL;
+    if ((rc = check_params(p))) {
+        set_err(err, errlen, "invalid training parameters");
+        return rc;
+    }
+    if (!(t = calloc(1, sizeof(*t))))
+        return -ENOMEM;
+    t->p = *p;
+    if (t->p.n_threads == 0)
+        t->p.n_threads = 1;
+    t->base = eng_model_ref(m);
+    t->c = m->cfg;
+    t->cap = p->batch_size * p->max_seq_len;
+    if ((rc = copy_examples(t, train, n_train))) {
+        set_err(err, errlen, rc == -ENOMEM ? "out of memory"
+                                           : "no usable training examples "
+                                             "(bad token ids or no loss tokens)");
+        goto out;
+    }
+    if (p->full_finetune) {
+        rc = own_model_new(t);
+    } else {
+        t->m = eng_model_ref(m);
+        rc = eng_adapter_new(m, p->lora_rank, p->lora_alpha, p->targets,
+                             p->seed, &t->ad);
+        if (!rc) {
+            t->ad->dropout = p->lora_dropout;
+            t->param = t->ad->data;
+            t->n_param = t->n_decay = t->ad->n_floats;
+        }
+    }
+    if (rc)
+        goto out;
+    t->grad = calloc(t->n_param, sizeof(float));
+    t->m1 = calloc(t->n_param, sizeof(float));
+    t->m2 = calloc(t->n_param, sizeof(float));
+    if (!t->grad || !t->m1 || !t->m2) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if ((rc = build_plan(t)) || (rc = alloc_buffers(t))) {
+        set_err(err, errlen, "out of memory for the training buffers");
+        goto out;
+    }
+    *ret = t;
+    t = NULL;
+out:
+    eng_trainer_free(t);
+    return rc;
+}
+
+void eng_trainer_free(eng_trainer *t)
+{
+    if (!t)
+        return;
+    eng_adapter_unref(t->ad);
+    eng_model_unref(t->m);
+    eng_model_unref(t->base);
+    free(t->grad);
+    free(t->m1);
+    free(t->m2);
+    free(t->ex);
+    free(t->ex_block);
+    free(t->order);
+    free(t->micro);
+    free(t->steps);
+    free(t->block);
+    free(t->x);
+    free(t->act);
+    free(t);
+}
+
+int eng_trainer_total_steps(const eng_trainer *t)
+{
+    return t->n_steps;
+}
+
+int eng_trainer_step_index(const eng_trainer *t)
+{
+    return t->step;
+}
+
+eng_adapter *eng_trainer_adapter(eng_trainer *t)
+{
+    return t->ad;
+}
+
+eng_model *eng_trainer_model(eng_trainer *t)
+{
+    return t->m;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Optimizer                                                                 */
+
+static float lr_at(const eng_trainer *t, int step)
+{
+    const eng_train_params *p = &t->p;
+    float peak = p->learning_rate, lo = peak * p->min_lr_ratio;
+    if (step < p->warmup_steps)
+        return peak * (float)(step + 1) / (float)p->warmup_steps;
+    if (p->schedule == ENG_SCHED_CONSTANT)
+        return peak;
+    int span = t->n_steps - p->warmup_steps - 1;
+    double x = span > 0 ? (double)(step - p->warmup_steps) / span : 1.0;
+    x = x > 1.0 ? 1.0 : x;
+    if (p->schedule == ENG_SCHED_LINEAR)
+        return (float)(peak - (peak - lo) * x);
+    return (float)(lo + (peak - lo) * 0.5 * (1.0 + cos(M_PI * x)));
+}
+
+/* Global-norm clip then AdamW (decoupled weight decay, bias corrected). */
+static float adamw(eng_trainer *t, float lr, int step)
+{
+    const eng_train_params *p = &t->p;
+    double ss = 0.0;
+    for (size_t i = 0; i < t->n_param; i++)
+        ss += (double)t->grad[i] * t->grad[i];
+    float norm = (float)sqrt(ss), clip = 1.0f;
+    if (p->max_grad_norm > 0 && norm > p->max_grad_norm)
+        clip = p->max_grad_norm / (norm + 1e-6f);
+    float b1 = p->beta1, b2 = p->beta2;
+    float c1 = 1.0f / (1.0f - powf(b1, (float)(step + 1)));
+    float c2 = 1.0f / (1.0f - powf(b2, (float)(step + 1)));
+    float decay = 1.0f - lr * p->weight_decay;
+    for (size_t i = 0; i < t->n_param; i++) {
+        float g = t->grad[i] * clip;
+        float m = t->m1[i] = b1 * t->m1[i] + (1.0f - b1) * g;
+        float v = t->m2[i] = b2 * t->m2[i] + (1.0f - b2) * g * g;
+        if (i < t->n_decay)
+            t->param[i] *= decay;
+        t->param[i] -= lr * (m * c1) / (sqrtf(v * c2) + p->adam_eps);
+    }
+    return norm;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Steps                                                                     */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static bool aborted(const eng_hooks *h)
+{
+    return h && h->abort && h->abort(h->user);
+}
+
+int eng_trainer_step(eng_trainer *t, const eng_hooks *h, eng_progress *ret)
+{
+    if (t->step >= t->n_steps)
+        return -EINVAL;
+    if (aborted(h))
+        return -ECANCELED;
+    const tr_step *st = &t->steps[t->step];
+    double t0 = now_s(), loss = 0.0;
+    int64_t tokens = 0;
+    eng_k_set_threads(t->p.n_threads);
+    tr_zero_grads(t);
+    for (int i = 0; i < st->n_micro; i++) {
+        const tr_micro *mb = &t->micro[st->first_micro + i];
+        tr_batch b;
+        double l;
+        int hits;
+        if (i && aborted(h))
+            return -ECANCELED; /* grads are rebuilt by the next step */
+        int rc = batch_build_idx(t, t->ex,
+                                 t->order + (size_t)mb->epoch * t->n_ex +
+                                     mb->first,
+                                 mb->count, &b);
+        if (rc)
+            return rc;
+        b.loss_scale = 1.0f / (float)st->n_masked;
+        b.drop_seed = eng_mix64(t->p.seed ^ ((uint64_t)t->step << 20) ^
+                                (uint64_t)i) | 1;
+        tr_forward_backward(t, &b, 1, &l, &hits);
+        loss += l;
+        tokens += b.n;
+    }
+    float lr = lr_at(t, t->step);
+    float norm = adamw(t, lr, t->step);
+    t->step++;
+    t->tokens_seen += tokens;
+    double dt = now_s() - t0;
+    eng_progress pr = {
+        .step = t->step, .total_steps = t->n_steps, .epoch = st->epoch + 1,
+        .train_loss = (float)(loss / st->n_masked), .lr = lr,
+        .grad_norm = norm, .tokens_per_second = dt > 0 ? tokens / dt : 0.0,
+        .tokens_seen = t->tokens_seen,
+    };
+    if (h && h->progress)
+        h->progress(h->user, &pr);
+    if (ret)
+        *ret = pr;
+    return 0;
+}
+
+int eng_trainer_run(eng_trainer *t, const eng_hooks *h)
+{
+    while (t->step < t->n_steps) {
+        int rc = eng_trainer_step(t, h, NULL);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int eng_trainer_evaluate(eng_trainer *t, const eng_example *ex, int n,
+                         float *ret_loss, float *ret_accuracy)
+{
+    double loss = 0.0;
+    int64_t count = 0, correct = 0;
+    if (!ex || n < 0)
+        return -EINVAL;
+    eng_k_set_threads(t->p.n_threads);
+    for (int i = 0; i < n;) {
+        int k = 0, tok = 0, rc;
+        while (i + k < n && k < t->p.batch_size) {
+            int len = ex[i + k].n < t->p.max_seq_len ? ex[i + k].n
+                                                     : t->p.max_seq_len;
+            if (tok + len > t->cap)
+                break;
+            tok += len;
+            k++;
+        }
+        tr_batch b;
+        if ((rc = batch_build_idx(t, ex + i, NULL, k, &b)))
+            return rc;
+        for (int j = 0; j < b.n; j++)
+            count += b.tgt[j] >= 0;
+        double l;
+        int hits;
+        tr_forward_backward(t, &b, 0, &l, &hits);
+        loss += l;
+        correct += hits;
+        i += k;
+    }
+    if (!count)
+        return -EINVAL;
+    *ret_loss = (float)(loss / count);
+    if (ret_accuracy)
+        *ret_accuracy = (float)correct / (float)count;
+    return 0;
+}
