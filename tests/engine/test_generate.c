@@ -94,6 +94,37 @@ static float max_diff(const float *a, const float *b, int n)
     return d;
 }
 
+/* ---- the decode kernel against the naive matmul --------------------------- */
+
+static void test_gemv(void)
+{
+    enum { R = 37, C = 75 };
+    static float w[R * C], x[C], y1[R], y2[R];
+    static uint16_t wb[R * C];
+    eng_tensor W = { ENG_DT_F32, R, C, w }, Wb = { ENG_DT_BF16, R, C, wb };
+    unsigned s = 1;
+
+    for (int i = 0; i < R * C; i++) {
+        s = s * 1103515245u + 12345u;
+        w[i] = ((s >> 9) & 0xffff) / 65536.0f - 0.5f;
+        wb[i] = eng_k_f32_to_bf16(w[i]);
+    }
+    for (int i = 0; i < C; i++)
+        x[i] = 0.01f * i - 0.3f;
+    for (int acc = 0; acc < 2; acc++) {
+        for (int i = 0; i < R; i++)
+            y1[i] = y2[i] = 0.5f;
+        eng_k_gemv(y1, x, &W, acc);
+        eng_k_matmul_naive(y2, x, &W, 1, acc);
+        CHECK(max_diff(y1, y2, R) < 1e-5f);
+        for (int i = 0; i < R; i++)
+            y1[i] = y2[i] = 0.5f;
+        eng_k_gemv(y1, x, &Wb, acc);
+        eng_k_matmul_naive(y2, x, &Wb, 1, acc);
+        CHECK(max_diff(y1, y2, R) < 1e-5f);
+    }
+}
+
 /* ---- the reference ------------------------------------------------------- */
 
 static void test_reference(void)
@@ -476,6 +507,7 @@ int main(void)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    test_gemv();
     test_reference();
     test_cache();
     test_lora();
