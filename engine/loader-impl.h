@@ -59,6 +59,9 @@ typedef struct eng_ld_src {
 int eng_ld_bind(const eng_ld_slot *s, const eng_ld_src *src,
                 float **vec_cursor, char *err, size_t errlen);
 
+/* Refuses sizes no real model has (-EINVAL with a message). */
+int eng_ld_check_limits(const eng_config *c, char *err, size_t errlen);
+
 /* The model's view of a finished load: eng_model_finish() with a message. */
 int eng_ld_finish(eng_model *m, char *err, size_t errlen);
 

@@ -310,6 +310,8 @@ static int gguf_config(const gg_file *f, eng_config *c, char *err,
     c->qkv_bias = find(f, "blk.0.attn_q.bias") != NULL;
     if ((rc = rope_scaling(meta, arch, c, err, errlen)))
         return rc;
+    if ((rc = eng_ld_check_limits(c, err, errlen)))
+        return rc;
     if (eng_config_check(c)) {
         eng_ld_err(err, errlen, "GGUF: inconsistent hyper-parameters "
                    "(dim %d, heads %d/%d, head_dim %d)", c->dim, c->n_heads,

@@ -249,6 +249,8 @@ static int hf_config(const cJSON *j, eng_config *c, char *err, size_t errlen)
     c->qkv_bias = !strcmp(arch, "qwen2");
     if ((rc = cfg_rope_scaling(j, c, err, errlen)))
         return rc;
+    if ((rc = eng_ld_check_limits(c, err, errlen)))
+        return rc;
     if (eng_config_check(c)) {
         eng_ld_err(err, errlen, "config.json: inconsistent sizes (hidden %d, "
                    "heads %d/%d, head_dim %d) or rope parameters", c->dim,

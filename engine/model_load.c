@@ -175,6 +175,21 @@ int eng_ld_bind(const eng_ld_slot *s, const eng_ld_src *src,
     return 0;
 }
 
+int eng_ld_check_limits(const eng_config *c, char *err, size_t errlen)
+{
+    /* Far above any released model; keeps a hostile header from sizing
+     * huge allocations or overflowing slot counts. */
+    if (c->dim > (1 << 16) || c->hidden_dim > (1 << 18) ||
+        c->n_layers > 1024 || c->n_heads > 1024 || c->head_dim > 4096 ||
+        c->vocab_size > (1 << 24)) {
+        eng_ld_err(err, errlen, "implausible model sizes (dim %d, hidden %d, "
+                   "layers %d, heads %d, vocab %d)", c->dim, c->hidden_dim,
+                   c->n_layers, c->n_heads, c->vocab_size);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int eng_ld_finish(eng_model *m, char *err, size_t errlen)
 {
     int rc = eng_model_finish(m);

@@ -195,6 +195,21 @@ static void check_configs(void)
     }
 }
 
+/* eng_model_load hands a file without the GGUF magic to llama2.c. */
+static void check_detect_llama2c(const char *root)
+{
+    char path[512], err[256] = "";
+    eng_model *m = NULL;
+    int rc;
+
+    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin", root);
+    rc = eng_model_load(path, &m, err, sizeof err);
+    CHECK(rc == 0 && eng_model_config(m)->dim == 64 &&
+          eng_model_config(m)->rope_style == ENG_ROPE_INTERLEAVED,
+          "stories260K via eng_model_load: %d %s", rc, err);
+    eng_model_unref(m);
+}
+
 /* A copy of llama-tied/hf-f32 whose config.json went through sed expr. */
 static void variant(const char *name, const char *expr)
 {
@@ -311,6 +326,7 @@ int main(void)
         return 1;
     }
     eng_set_threads(1);
+    check_detect_llama2c(root);
     if (read_manifest())
         CHECK(0, "no manifest");
     CHECK(n_tokens > 0, "no tokens in the manifest");
