@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 cJSON *api_dataset_json(const store_dataset *d)
@@ -43,6 +44,11 @@ static FILE *open_body(api_call *c)
         f = fmemopen((void *)req->body, req->body_len, "rb");
     else if (!req->body && req->body_file)
         f = fopen(req->body_file, "rb");
+    struct stat st;
+    if (f && (fstat(fileno(f), &st) < 0 || st.st_size == 0)) {
+        fclose(f);
+        f = NULL;
+    }
     if (!f)
         api_error(c->res, 400, "missing_body",
                   "the request body is empty: send the dataset as JSONL, one "

@@ -145,7 +145,7 @@ static inline int t_call(t_env *e, const char *method, const char *path_query,
     return t_call_req(e, &req, out);
 }
 
-static const char *t_str(const cJSON *o, const char *k)
+static inline const char *t_str(const cJSON *o, const char *k)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsString(it) ? it->valuestring : NULL;
@@ -157,7 +157,7 @@ static inline double t_num(const cJSON *o, const char *k)
     return cJSON_IsNumber(it) ? it->valuedouble : -12345.0;
 }
 
-static const char *t_header(const t_resp *t, const char *name)
+static inline const char *t_header(const t_resp *t, const char *name)
 {
     for (int i = 0; i < t->r.n_headers; i++)
         if (strcasecmp(t->r.header_names[i], name) == 0)

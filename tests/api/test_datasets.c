@@ -236,6 +236,12 @@ static void test_multipart_and_file(t_env *e)
     CHECK_STR(t_str(t.json, "name"), "from file");
     CHECK_INT(t_num(t.json, "rows"), 1);
     t_resp_done(&t);
+    /* An empty streamed body is a missing body. */
+    f = fopen(path, "wb");
+    fclose(f);
+    CHECK_INT(t_call_req(e, &req, &t), 400);
+    CHECK_ERROR(&t, 400, "missing_body", -1, NULL);
+    t_resp_done(&t);
 }
 
 static void test_list_get_delete(t_env *e)
