@@ -45,7 +45,7 @@ static FILE *open_body(api_call *c)
     else if (!req->body && req->body_file)
         f = fopen(req->body_file, "rb");
     struct stat st;
-    if (f && (fstat(fileno(f), &st) < 0 || st.st_size == 0)) {
+    if (f && !req->body && (fstat(fileno(f), &st) < 0 || st.st_size == 0)) {
         fclose(f);
         f = NULL;
     }
