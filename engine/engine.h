@@ -113,6 +113,20 @@ typedef struct eng_tokenizer eng_tokenizer;
 int eng_tokenizer_load_llama2c(const char *path, int vocab_size,
                                eng_tokenizer **ret_tok, char *err,
                                size_t errlen);
+/* Hugging Face tokenizer: a model folder (tokenizer.json, and when present
+ * tokenizer_config.json and generation_config.json next to it) or a
+ * tokenizer.json path. Model BPE (byte-level or SentencePiece-style with
+ * byte fallback), its normalizers, pre-tokenizers, added tokens and
+ * decoders; BOS/EOS, add_bos_token and chat_template from the configs.
+ * -ENOENT missing file, -EINVAL unsupported or malformed tokenizer. */
+int eng_tokenizer_load_hf(const char *dir_or_tokenizer_json,
+                          eng_tokenizer **ret_tok, char *err, size_t errlen);
+/* Tokenizer from a GGUF file's metadata (tokenizer.ggml.model llama or
+ * gpt2, tokens, scores, merges, token types, special ids, the
+ * tokenizer.ggml.pre regex set, tokenizer.chat_template), tokenizing as
+ * llama.cpp does. */
+int eng_tokenizer_load_gguf(const char *gguf_path, eng_tokenizer **ret_tok,
+                            char *err, size_t errlen);
 eng_tokenizer *eng_tokenizer_ref(eng_tokenizer *t);
 void eng_tokenizer_unref(eng_tokenizer *t);
 
