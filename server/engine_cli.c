@@ -454,7 +454,9 @@ static int cmd_generate(int argc, char **argv)
     if (rc == 0) {
         double dt = now_s() - t0;
 
-        fprintf(stderr, "\n[%d prompt + %d completion tokens, %.1f tokens/s, "
+        putchar('\n');
+        fflush(stdout);
+        fprintf(stderr, "[%d prompt + %d completion tokens, %.1f tokens/s, "
                         "finish: %s]\n", g.prompt_tokens, g.completion_tokens,
                 dt > 0 ? g.completion_tokens / dt : 0.0,
                 g.finish == ENG_FINISH_STOP ? "stop" : "length");
