@@ -8,6 +8,13 @@ transformers, safetensors or gguf packages are needed: both file formats are
 written by the small writers below.
 
     make_models.py OUTDIR            test set + manifest.txt (a few MB)
+    make_models.py --tokenizer TOKDIR NAME OUTDIR
+                                     a small model with the real tokenizer in
+                                     TOKDIR (tokenizer.json, tokenizer_config
+                                     .json, tokenizer.model if SentencePiece):
+                                     OUTDIR/NAME/hf-bf16 (tokenizer files
+                                     copied) and OUTDIR/NAME/NAME-bf16.gguf
+                                     (tokenizer.ggml.* metadata)
     make_models.py --big DIM LAYERS OUTDIR
                                      one larger llama in HF f32/bf16 and GGUF
                                      f16/q8_0/q4_0 for RAM measurements
@@ -462,6 +469,12 @@ def gg_kv(key, val):
     if isinstance(val, list) and all(isinstance(v, str) for v in val):
         return out + struct.pack("<IIQ", GT_ARR, GT_STR, len(val)) + \
             b"".join(gg_str(v) for v in val)
+    if isinstance(val, np.ndarray) and val.dtype == np.float32:
+        return out + struct.pack("<IIQ", GT_ARR, GT_F32, len(val)) + \
+            val.astype("<f4").tobytes()
+    if isinstance(val, np.ndarray) and val.dtype == np.int32:
+        return out + struct.pack("<IIQ", GT_ARR, GT_I32, len(val)) + \
+            val.astype("<i4").tobytes()
     raise TypeError(key)
 
 
@@ -536,7 +549,7 @@ def gguf_name(hf):
     return f"blk.{i}.{dict(GGUF_NAMES)[rest]}.{parts[-1]}"
 
 
-def write_model_gguf(path, c, W, kind, version=3, arch=None):
+def write_model_gguf(path, c, W, kind, version=3, arch=None, extra_kvs=()):
     """Writes W as llama.cpp's converter would; returns the HF-layout float32
     weights the file holds (for the reference forward)."""
     arch = arch or ("qwen2" if c["arch"] == "Qwen2ForCausalLM" else "llama")
@@ -559,6 +572,7 @@ def write_model_gguf(path, c, W, kind, version=3, arch=None):
     if rs and rs.get("type") == "linear":
         kvs += [(f"{arch}.rope.scaling.type", "linear"),
                 (f"{arch}.rope.scaling.factor", float(rs["factor"]))]
+    kvs += list(extra_kvs)
     tensors, held = [], {}
     permute = arch in ("llama", "mistral")
     for name, a in W.items():
@@ -646,6 +660,144 @@ def make_test_set(out):
 
 
 # ---------------------------------------------------------------------------
+# Models with a real tokenizer: the Hugging Face folder gets the tokenizer
+# files, the GGUF the tokenizer.ggml.* metadata llama.cpp's converter would
+# write for them (SentencePiece pieces from tokenizer.model, or byte-level
+# BPE vocab and merges from tokenizer.json).
+
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+                   "generation_config.json", "special_tokens_map.json"]
+# tokenizer.ggml.pre names llama.cpp gives these tokenizers.
+GGUF_PRE = {"qwen3": "qwen2", "qwen2": "qwen2", "gpt2": "gpt-2",
+            "phi-2": "phi-2", "llama3": "llama-bpe"}
+
+
+def varint(b, i):
+    v = shift = 0
+    while True:
+        x = b[i]
+        i += 1
+        v |= (x & 0x7F) << shift
+        shift += 7
+        if not x & 0x80:
+            return v, i
+
+
+def protobuf_fields(b):
+    """(field number, wire type, value) of one protobuf message."""
+    i = 0
+    while i < len(b):
+        key, i = varint(b, i)
+        f, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = varint(b, i)
+        elif wt == 1:
+            v, i = b[i:i + 8], i + 8
+        elif wt == 2:
+            n, i = varint(b, i)
+            v, i = b[i:i + n], i + n
+        elif wt == 5:
+            v, i = b[i:i + 4], i + 4
+        else:
+            raise ValueError("protobuf wire type %d" % wt)
+        yield f, wt, v
+
+
+def spm_pieces(path):
+    """(piece, score, type) of a SentencePiece ModelProto (field 1)."""
+    out = []
+    for f, _, v in protobuf_fields(open(path, "rb").read()):
+        if f != 1:
+            continue
+        piece, score, typ = "", 0.0, 1
+        for g, _, w in protobuf_fields(v):
+            if g == 1:
+                piece = w.decode("utf-8")
+            elif g == 2:
+                score = struct.unpack("<f", w)[0]
+            elif g == 3:
+                typ = w
+        out.append((piece, score, typ))
+    return out
+
+
+def token_str(t):
+    return t if isinstance(t, str) or t is None else t.get("content")
+
+
+def gguf_tokenizer_kvs(tokdir, name):
+    tj = json.load(open(os.path.join(tokdir, "tokenizer.json")))
+    cfg_path = os.path.join(tokdir, "tokenizer_config.json")
+    tc = json.load(open(cfg_path)) if os.path.exists(cfg_path) else {}
+    added = {a["id"]: a for a in tj.get("added_tokens", [])}
+    spm = os.path.join(tokdir, "tokenizer.model")
+    if os.path.exists(spm):
+        pieces = spm_pieces(spm)
+        tokens = [p for p, _, _ in pieces]
+        scores = [sc for _, sc, _ in pieces]
+        types = [t for _, _, t in pieces]
+        model, pre, merges = "llama", "default", None
+    else:
+        vocab = tj["model"]["vocab"]
+        n = max(list(vocab.values()) + list(added)) + 1
+        tokens = [f"[PAD{i}]" for i in range(n)]
+        types = [5] * n
+        for t, i in vocab.items():
+            tokens[i], types[i] = t, 1
+        scores = None
+        merges = [m if isinstance(m, str) else " ".join(m)
+                  for m in tj["model"]["merges"]]
+        model, pre = "gpt2", GGUF_PRE.get(name, "default")
+    for i, a in added.items():
+        while i >= len(tokens):
+            tokens.append(f"[PAD{len(tokens)}]")
+            types.append(5)
+            if scores is not None:
+                scores.append(0.0)
+        tokens[i] = a["content"]
+        types[i] = 3 if a.get("special") else 4
+    ids = {t: i for i, t in enumerate(tokens)}
+    kvs = [("tokenizer.ggml.model", model), ("tokenizer.ggml.pre", pre),
+           ("tokenizer.ggml.tokens", tokens),
+           ("tokenizer.ggml.token_type", np.array(types, dtype=np.int32))]
+    if scores is not None:
+        kvs.append(("tokenizer.ggml.scores", np.array(scores, dtype=np.float32)))
+    if merges is not None:
+        kvs.append(("tokenizer.ggml.merges", merges))
+    for key in ("bos", "eos", "unk", "pad"):
+        tok = token_str(tc.get(f"{key}_token"))
+        if tok in ids:
+            kvs.append((f"tokenizer.ggml.{key}_token_id", ids[tok]))
+    for key in ("add_bos_token", "add_eos_token"):
+        if isinstance(tc.get(key), bool):
+            kvs.append((f"tokenizer.ggml.{key}", tc[key]))
+    if isinstance(tc.get("chat_template"), str):
+        kvs.append(("tokenizer.chat_template", tc["chat_template"]))
+    return kvs, len(tokens)
+
+
+def make_tokenized(tokdir, name, out):
+    """A small Llama (Qwen2 for qwen tokenizers) with tokdir's vocabulary:
+    out/<name>/hf-bf16 and out/<name>/<name>-bf16.gguf hold the same weights
+    and the same tokenizer."""
+    kvs, n_vocab = gguf_tokenizer_kvs(tokdir, name)
+    arch = "Qwen2ForCausalLM" if name.startswith("qwen") else "LlamaForCausalLM"
+    c = dict(arch=arch, dim=64, hidden=128, layers=2, heads=4, kv_heads=2,
+             vocab=n_vocab, tied=True, bias=arch == "Qwen2ForCausalLM",
+             theta=10000.0, eps=1e-5, max_pos=256)
+    W = rounded(random_weights(c, 4242), "bf16")
+    folder = os.path.join(out, name, "hf-bf16")
+    write_hf(folder, c, W, "bf16")
+    for fn in TOKENIZER_FILES:
+        if os.path.exists(os.path.join(tokdir, fn)):
+            with open(os.path.join(tokdir, fn), "rb") as src, \
+                    open(os.path.join(folder, fn), "wb") as dst:
+                dst.write(src.read())
+    write_model_gguf(os.path.join(out, name, f"{name}-bf16.gguf"), c, W,
+                     "bf16", extra_kvs=kvs)
+
+
+# ---------------------------------------------------------------------------
 # Larger models for RAM measurements
 
 
@@ -667,6 +819,9 @@ def make_big(dim, layers, out):
 def main(argv):
     if len(argv) == 5 and argv[1] == "--big":
         make_big(int(argv[2]), int(argv[3]), argv[4])
+        return 0
+    if len(argv) == 5 and argv[1] == "--tokenizer":
+        make_tokenized(argv[2], argv[3], argv[4])
         return 0
     if len(argv) != 2:
         sys.stderr.write(__doc__)

@@ -15,7 +15,10 @@
  * (every position, through the KV cache), and the last position is checked
  * again from one batched prefill. Then malformed inputs must fail with a
  * message naming the problem, and LoRA training on bases kept in BF16, Q8_0
- * and Q4_K must lower the loss.
+ * and Q4_K must lower the loss. Last, models with real tokenizers from
+ * ../shared/tokenizers (Qwen3 byte-level BPE, TinyLlama SentencePiece): the
+ * HF folder and the GGUF agree, and the GGUF's converted tokenizer encodes
+ * llama.cpp's own tokenizer test strings (tests/data/tokenizers) exactly.
  */
 #include "engine/engine.h"
 #include "engine/session.h"
@@ -274,6 +277,85 @@ static void check_training(const char *rel)
     eng_model_unref(m);
 }
 
+/* Encodes every string of a llama.cpp tokenizer test (.inp strings split by
+ * "\n__ggml_vocab_test__\n", .out one line of ids each) with t. */
+static void check_llamacpp_vocab_test(const eng_tokenizer *t, const char *inp,
+                                      const char *out, const char *what)
+{
+    const char *sep = "\n__ggml_vocab_test__\n";
+    char *text = NULL, line[16384], got[16384];
+    size_t cap = 0;
+    FILE *fi = fopen(inp, "rb"), *fo = fopen(out, "r");
+    int ok = 0, bad = 0;
+    ssize_t n = fi ? getdelim(&text, &cap, '\0', fi) : -1;
+
+    CHECK(n > 0 && fo, "reading %s / %s", inp, out);
+    for (char *p = text, *e; n > 0 && (e = strstr(p, sep)); p = e + strlen(sep)) {
+        int32_t ids[2048];
+        int k = 0;
+        size_t o = 0;
+
+        *e = '\0';
+        if (!fgets(line, sizeof line, fo))
+            break;
+        line[strcspn(line, "\n")] = '\0';
+        got[0] = '\0';
+        if (eng_tokenizer_encode(t, p, strlen(p), false, false, ids, 2048, &k) ||
+            k > 2048)
+            k = 0;
+        for (int i = 0; i < k && o < sizeof got; i++)
+            o += (size_t)snprintf(got + o, sizeof got - o, " %d", ids[i]);
+        if (strcmp(got, line) && bad++ < 3)
+            printf("  [%s]\n   got %s\n  want %s\n", p, got, line);
+        ok += !strcmp(got, line);
+    }
+    printf("%-36s tokenizer: %d of %d llama.cpp encodings\n", what, ok,
+           ok + bad);
+    CHECK(bad == 0 && ok > 0, "%s: %d strings encode differently", what, bad);
+    free(text);
+    if (fi)
+        fclose(fi);
+    if (fo)
+        fclose(fo);
+}
+
+/* A small model with a real tokenizer: the HF folder (tokenizer files) and
+ * the GGUF (tokenizer.ggml.* written by make_models.py) hold the same
+ * weights; the GGUF tokenizer must encode as llama.cpp does. */
+static void check_tokenized(const char *root, const char *name,
+                            const char *vocab_test)
+{
+    char tokdir[512], cmd[2048], rel[256], inp[512], out[512], err[256] = "";
+    eng_tokenizer *t = NULL;
+
+    snprintf(tokdir, sizeof tokdir, "%s/../shared/tokenizers/%s", root, name);
+    if (access(tokdir, R_OK)) {
+        printf("%-36s skipped: %s not found\n", name, tokdir);
+        return;
+    }
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/engine/make_models.py "
+             "--tokenizer %s %s %s", root, tokdir, name, dir);
+    if (system(cmd)) {
+        CHECK(0, "%s", cmd);
+        return;
+    }
+    snprintf(rel, sizeof rel, "%s/%s-bf16.gguf", name, name);
+    snprintf(cmd, sizeof cmd, "%s/hf-bf16", name);
+    check_pair(cmd, rel, 1e-4, false);
+    snprintf(cmd, sizeof cmd, "%s/%s", dir, rel);
+    int rc = eng_tokenizer_load_gguf(cmd, &t, err, sizeof err);
+
+    CHECK(rc == 0, "tokenizer of %s: %d %s", rel, rc, err);
+    if (rc)
+        return;
+    snprintf(inp, sizeof inp, "%s/tests/data/tokenizers/llama.cpp-tests/"
+             "ggml-vocab-%s.gguf.inp", root, vocab_test);
+    snprintf(out, sizeof out, "%s/tests/data/tokenizers/llama.cpp-tests/"
+             "ggml-vocab-%s.gguf.out", root, vocab_test);
+    check_llamacpp_vocab_test(t, inp, out, rel);
+    eng_tokenizer_unref(t);
+}
+
 /* eng_model_load hands a file without the GGUF magic to llama2.c. */
 static void check_detect_llama2c(const char *root)
 {
@@ -411,6 +493,8 @@ int main(void)
     CHECK(n_tokens > 0, "no tokens in the manifest");
     check_configs();
     check_errors();
+    check_tokenized(root, "qwen3", "qwen2");
+    check_tokenized(root, "tinyllama-1.1b-chat-v1.0", "llama-spm");
     check_training("llama-tied/hf-bf16");
     check_training("mistral/hf-f32");
     check_training("qwen2/qwen2-q8_0.gguf");
