@@ -406,30 +406,59 @@ void eng_k_rmsnorm(float *out, const float *x, const eng_tensor *w, int n,
     }
 }
 
+/* Rotates every head of one row by the (cos, sin) pairs in cs. */
+static void rope_row(float *xr, int n_heads, int head_dim, const float *cs,
+                     int style, int inverse)
+{
+    int half = head_dim / 2;
+    float sgn = inverse ? -1.0f : 1.0f;
+    for (int h = 0; h < n_heads; h++) {
+        float *hx = xr + h * head_dim;
+        for (int i = 0; i < half; i++) {
+            int a = style ? i : 2 * i, b = style ? i + half : 2 * i + 1;
+            float x0 = hx[a], x1 = hx[b];
+            float c = cs[2 * i], s = sgn * cs[2 * i + 1];
+            hx[a] = x0 * c - x1 * s;
+            hx[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+static void rope_cs_of(float *cs, int pos, int half, const float *inv_freq)
+{
+    for (int i = 0; i < half; i++) {
+        float v = (float)pos * inv_freq[i];
+        cs[2 * i] = cosf(v);
+        cs[2 * i + 1] = sinf(v);
+    }
+}
+
 void eng_k_rope(float *x, int n, int n_heads, int head_dim, const int *pos,
                 const float *inv_freq, int style, int inverse)
 {
-    int half = head_dim / 2, width = n_heads * head_dim;
+    int half = head_dim / 2;
     float cs[2 * 512];
     assert(half <= 512);
     for (int r = 0; r < n; r++) {
-        for (int i = 0; i < half; i++) {
-            float v = (float)pos[r] * inv_freq[i];
-            cs[2 * i] = cosf(v);
-            cs[2 * i + 1] = inverse ? -sinf(v) : sinf(v);
-        }
-        float *xr = x + (size_t)r * width;
-        for (int h = 0; h < n_heads; h++) {
-            float *hx = xr + h * head_dim;
-            for (int i = 0; i < half; i++) {
-                int a = style ? i : 2 * i, b = style ? i + half : 2 * i + 1;
-                float x0 = hx[a], x1 = hx[b];
-                float c = cs[2 * i], s = cs[2 * i + 1];
-                hx[a] = x0 * c - x1 * s;
-                hx[b] = x0 * s + x1 * c;
-            }
-        }
+        rope_cs_of(cs, pos[r], half, inv_freq);
+        rope_row(x + (size_t)r * n_heads * head_dim, n_heads, head_dim, cs,
+                 style, inverse);
     }
+}
+
+void eng_k_rope_table(float *cs, int n_pos, int head_dim,
+                      const float *inv_freq)
+{
+    for (int p = 0; p < n_pos; p++)
+        rope_cs_of(cs + (size_t)p * head_dim, p, head_dim / 2, inv_freq);
+}
+
+void eng_k_rope_cs(float *x, int n, int n_heads, int head_dim, const int *pos,
+                   const float *cs, int style, int inverse)
+{
+    for (int r = 0; r < n; r++)
+        rope_row(x + (size_t)r * n_heads * head_dim, n_heads, head_dim,
+                 cs + (size_t)pos[r] * head_dim, style, inverse);
 }
 
 void eng_k_softmax(float *x, int n)
@@ -437,11 +466,11 @@ void eng_k_softmax(float *x, int n)
     float mx = x[0];
     for (int i = 1; i < n; i++)
         mx = x[i] > mx ? x[i] : mx;
+    for (int i = 0; i < n; i++) /* kept apart from the sum: vectorizes */
+        x[i] = eng_k_expf(x[i] - mx);
     float s = 0.0f;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
+    for (int i = 0; i < n; i++)
         s += x[i];
-    }
     float inv = 1.0f / s;
     for (int i = 0; i < n; i++)
         x[i] *= inv;
@@ -451,7 +480,7 @@ void eng_k_swiglu(float *h, const float *gate, const float *up, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        h[i] = g / (1.0f + expf(-g)) * up[i];
+        h[i] = g / (1.0f + eng_k_expf(-g)) * up[i];
     }
 }
 

@@ -79,12 +79,36 @@ void eng_k_rmsnorm(float *out, const float *x, const eng_tensor *w, int n,
  * which is the backward of the forward rotation. */
 void eng_k_rope(float *x, int n, int n_heads, int head_dim, const int *pos,
                 const float *inv_freq, int style, int inverse);
+/* The same rotation from a table: cs[p * head_dim + 2i], [.. + 2i + 1] hold
+ * cos and sin of p * inv_freq[i] (eng_k_rope_table fills it for positions
+ * 0..n_pos-1), so repeated calls (every layer, forward and backward) skip
+ * the trigonometry. Results are identical to eng_k_rope. */
+void eng_k_rope_table(float *cs, int n_pos, int head_dim,
+                      const float *inv_freq);
+void eng_k_rope_cs(float *x, int n, int n_heads, int head_dim, const int *pos,
+                   const float *cs, int style, int inverse);
 /* In-place softmax of x[n]. */
 void eng_k_softmax(float *x, int n);
 /* h[i] = silu(gate[i]) * up[i] for i < n. h may alias gate or up. */
 void eng_k_swiglu(float *h, const float *gate, const float *up, size_t n);
 /* y[i] += b[i % cols] for a [n, cols] matrix (bias add). */
 void eng_k_add_bias(float *y, const eng_tensor *b, int n, int cols);
+
+/* exp(x) within ~2e-7 relative for x in [-87, 88] (clamped outside),
+ * without a libm call, so loops over it vectorize. */
+static inline float eng_k_expf(float x)
+{
+    union { float f; int32_t i; } s;
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    /* n = round(x / ln2) by the 1.5 * 2^23 trick (no rintf call) */
+    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693145751953125f - n * 1.42860677e-6f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666667e-1f +
+              r * (4.16666667e-2f + r * (8.33333333e-3f +
+              r * (1.38888889e-3f + r * 1.98412698e-4f))))));
+    s.i = ((int32_t)n + 127) << 23;
+    return p * s.f;
+}
 
 /* Engine-wide f16/bf16 scalar conversion. */
 float eng_k_f16_to_f32(uint16_t h);

@@ -349,6 +349,7 @@ static void layout_buffers(eng_trainer *t, carve *c)
     t->dr = TAKE_F(c, N * (r ? r : 1));
     t->S = TAKE_F(c, T * T);
     t->dP = TAKE_F(c, T * T);
+    t->rope_cs = TAKE_F(c, T * (size_t)k->head_dim);
     /* LM-head chunk: about 4 Mi logits (16 MiB), at least one row */
     size_t C = ((size_t)1 << 22) / V;
     C = C < 1 ? 1 : C > N ? N : C;
@@ -379,6 +380,8 @@ static int alloc_buffers(eng_trainer *t)
     c.off = 0;
     layout_buffers(t, &c);
     t->ce.E = &t->m->lm_head;
+    eng_k_rope_table(t->rope_cs, t->p.max_seq_len, t->c.head_dim,
+                     t->m->rope_inv_freq);
     return 0;
 }
 
@@ -472,10 +475,10 @@ static void layer_fwd(eng_trainer *t, int l, const tr_batch *b)
     tr_lin_fwd(&lin, a->k, t->xn, N, a->lu[ENG_T_K], t->drop);
     lin = make_lin(t, l, ENG_T_V, b, 0);
     tr_lin_fwd(&lin, a->v, t->xn, N, a->lu[ENG_T_V], t->drop);
-    eng_k_rope(a->q, N, c->n_heads, c->head_dim, b->pos, t->m->rope_inv_freq,
-               c->rope_style, 0);
-    eng_k_rope(a->k, N, c->n_kv_heads, c->head_dim, b->pos,
-               t->m->rope_inv_freq, c->rope_style, 0);
+    eng_k_rope_cs(a->q, N, c->n_heads, c->head_dim, b->pos, t->rope_cs,
+                  c->rope_style, 0);
+    eng_k_rope_cs(a->k, N, c->n_kv_heads, c->head_dim, b->pos, t->rope_cs,
+                  c->rope_style, 0);
     tr_attn_fwd(a->att, a->q, a->k, a->v, b->segs, b->n_segs, &dims, t->S);
     lin = make_lin(t, l, ENG_T_O, b, 0);
     tr_lin_fwd(&lin, a->xm, a->att, N, a->lu[ENG_T_O], t->drop);
@@ -527,10 +530,10 @@ static void layer_bwd(eng_trainer *t, int l, const tr_batch *b)
                t->dr);
     tr_attn_bwd(t->dq, t->dk, t->dv, t->datt, a->q, a->k, a->v, b->segs,
                 b->n_segs, &dims, t->S, t->dP);
-    eng_k_rope(t->dq, N, c->n_heads, c->head_dim, b->pos,
-               t->m->rope_inv_freq, c->rope_style, 1);
-    eng_k_rope(t->dk, N, c->n_kv_heads, c->head_dim, b->pos,
-               t->m->rope_inv_freq, c->rope_style, 1);
+    eng_k_rope_cs(t->dq, N, c->n_heads, c->head_dim, b->pos, t->rope_cs,
+                  c->rope_style, 1);
+    eng_k_rope_cs(t->dk, N, c->n_kv_heads, c->head_dim, b->pos, t->rope_cs,
+                  c->rope_style, 1);
     eng_k_rmsnorm(t->xn, t->x[l], &L->attn_norm, N, D, c->norm_eps, NULL);
     lin = make_lin(t, l, ENG_T_Q, b, 1);
     tr_lin_bwd(&lin, t->dxn, t->dq, t->xn, a->lu[ENG_T_Q], N, 0, t->drop,

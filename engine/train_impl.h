@@ -200,6 +200,7 @@ struct eng_trainer {
     float *rsf;
     float *xn, *h, *dres, *dxn, *dq, *dk, *dv, *datt, *dh, *dg, *du;
     float *drop, *dr, *S, *dP;
+    float *rope_cs;         /* (max_seq_len, head_dim) cos/sin table */
     int32_t *b_ids, *b_tgt;
     int *b_pos;
     tr_seg *b_segs;

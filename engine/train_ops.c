@@ -116,7 +116,7 @@ void tr_swiglu_bwd(float *dg, float *du, const float *dh, const float *g,
                    const float *u, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + expf(-g[i]));
+        float s = 1.0f / (1.0f + eng_k_expf(-g[i]));
         float silu = g[i] * s;
         du[i] = dh[i] * silu;
         dg[i] = dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
@@ -214,11 +214,11 @@ static float ce_row(float *lg, int V, int t, float gs, int *ret_hit)
             am = j;
         }
     *ret_hit = am == t;
+    for (int j = 0; j < V; j++) /* kept apart from the sum: vectorizes */
+        lg[j] = eng_k_expf(lg[j] - mx);
     double s = 0.0;
-    for (int j = 0; j < V; j++) {
-        lg[j] = expf(lg[j] - mx);
+    for (int j = 0; j < V; j++)
         s += lg[j];
-    }
     if (gs != 0.0f) {
         float k = gs / (float)s;
         for (int j = 0; j < V; j++)

@@ -215,6 +215,14 @@ static void test_gemm(int ta, int tb, int m, int n, int k)
 
 static void test_ops(void)
 {
+    /* eng_k_expf against libm over the range softmax and SwiGLU use */
+    double worst = 0;
+    for (float x = -80.0f; x < 80.0f; x += 0.01237f) {
+        double e = fabs((double)eng_k_expf(x) - exp((double)x)) / exp((double)x);
+        worst = e > worst ? e : worst;
+    }
+    CHECK(worst < 5e-7);
+    CHECK(eng_k_expf(-1000.0f) < 1e-37f && eng_k_expf(0.0f) == 1.0f);
     /* softmax sums to one and is shift invariant */
     float x[7] = {1, 2, 3, 4, -1, 0, 100};
     eng_k_softmax(x, 7);
