@@ -452,6 +452,34 @@ static void test_sampling(void)
     eng_generation_done(&g2);
     eng_generation_done(&g3);
 
+    /* top-k 1 and a tiny nucleus both leave only the greedy choice */
+    sp.temperature = 1.0f;
+    sp.max_tokens = 64;
+    sp.top_k = 1;
+    sp.top_p = 1.0f;
+    CHECK(eng_generate(model, NULL, tok, "Once upon a time", &sp, NULL, NULL,
+                       NULL, &g1, NULL, 0) == 0);
+    CHECK(g1.text && !strcmp(g1.text, EXPECTED));
+    eng_generation_done(&g1);
+    sp.top_k = 0;
+    sp.top_p = 1e-4f;
+    CHECK(eng_generate(model, NULL, tok, "Once upon a time", &sp, NULL, NULL,
+                       NULL, &g1, NULL, 0) == 0);
+    CHECK(g1.text && !strcmp(g1.text, EXPECTED));
+    eng_generation_done(&g1);
+    /* top-k 5 and top-p 0.5 stay within the likeliest tokens: the text
+     * changes with the seed but stays deterministic per seed */
+    sp.top_k = 5;
+    sp.top_p = 0.5f;
+    sp.seed = 9;
+    CHECK(eng_generate(model, NULL, tok, "Once upon a time", &sp, NULL, NULL,
+                       NULL, &g1, NULL, 0) == 0);
+    CHECK(eng_generate(model, NULL, tok, "Once upon a time", &sp, NULL, NULL,
+                       NULL, &g2, NULL, 0) == 0);
+    CHECK(g1.text && g2.text && !strcmp(g1.text, g2.text));
+    eng_generation_done(&g1);
+    eng_generation_done(&g2);
+
     /* A random model over tok512 emits byte-fallback tokens at random, so
      * characters arrive split and broken: every streamed piece must still be
      * whole UTF-8 and the pieces must add up to the text. */
