@@ -123,6 +123,11 @@ static int hash_grow(tokcore *c)
     return 0;
 }
 
+int tokcore_vocab_size(const tokcore *c)
+{
+    return c->vocab_size;
+}
+
 int32_t tokcore_lookup(const tokcore *c, const char *s, size_t n)
 {
     if (!c->hash_cap)

@@ -108,6 +108,8 @@ typedef struct tokcore_decode_cfg {
 int tokcore_finish(tokcore *c, int vocab_size, int32_t bos,
                    const tokcore_decode_cfg *dc, char *err, size_t errlen);
 
+/* Ids in use (after finish). */
+int tokcore_vocab_size(const tokcore *c);
 /* Token id of a text, -1 if none. */
 int32_t tokcore_lookup(const tokcore *c, const char *text, size_t len);
 
