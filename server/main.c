@@ -22,10 +22,8 @@
 #include "server/http.h"
 #include "server/log.h"
 #include "server/workers.h"
-#include "store/store.h"
-#ifdef TUNA_HAVE_ENGINE_CLI
 #include "server/engine_cli.h"
-#endif
+#include "store/store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -303,10 +301,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "serve"))
         return cmd_serve(argc - 1, argv + 1);
-#ifdef TUNA_HAVE_ENGINE_CLI
     if (!strcmp(cmd, "train") || !strcmp(cmd, "generate"))
         return srv_engine_cli(argc, argv);
-#endif
     fprintf(stderr, "tunad: unknown command '%s' (see tunad --help)\n", cmd);
     return 2;
 }
