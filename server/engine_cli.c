@@ -140,15 +140,13 @@ static const char *default_model_dir(void)
     return "models/stories260K";
 }
 
-/* TODO: Hugging Face and GGUF tokenizers join here once the engine exports
- * eng_tokenizer_load_hf / eng_tokenizer_load_gguf. */
 static int load_tokenizer_file(const char *path, const eng_model *m,
                                eng_tokenizer **ret, char *err, size_t errlen)
 {
-    if (has_suffix(path, ".json") || is_dir(path) || is_gguf(path)) {
-        snprintf(err, errlen, "only llama2.c tokenizer.bin files for now");
-        return -ENOTSUP;
-    }
+    if (has_suffix(path, ".json") || is_dir(path))
+        return eng_tokenizer_load_hf(path, ret, err, errlen);
+    if (is_gguf(path))
+        return eng_tokenizer_load_gguf(path, ret, err, errlen);
     return eng_tokenizer_load_llama2c(path, eng_model_config(m)->vocab_size,
                                       ret, err, errlen);
 }
