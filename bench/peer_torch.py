@@ -107,12 +107,14 @@ class Model(nn.Module):
         self.cos = torch.cat((f, f), -1).cos()
         self.sin = torch.cat((f, f), -1).sin()
 
-    def forward(self, ids, caches=None, pos=0):
+    def forward(self, ids, caches=None, pos=0, last_only=False):
         T = ids.shape[1]
         x = F.embedding(ids, self.emb)
         cos, sin = self.cos[pos:pos + T], self.sin[pos:pos + T]
         for i, b in enumerate(self.blocks):
             x = b(x, cos, sin, None if caches is None else caches[i], pos)
+        if last_only:  # inference needs the last row's logits only
+            x = x[:, -1:]
         return F.linear(self.norm(x), self.emb)
 
 
@@ -123,7 +125,7 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--decode", type=int, default=32)
+    ap.add_argument("--decode", type=int, default=64)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -149,18 +151,23 @@ def main():
     rss_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peer {a.shape} train_peak_rss_mib {rss_train:.0f}", flush=True)
     with torch.no_grad():
+        # Prefill: the prompt through a fresh KV cache, logits of the last
+        # row only (as an inference server does); best of 3 after a warm-up.
         p = ids[:1, :a.seq]
-        m(p)
-        t0 = time.perf_counter()
-        m(p)
-        dt = time.perf_counter() - t0
-        print(f"peer {a.shape} prefill_tok_s {a.seq / dt:.1f}", flush=True)
-        caches = [[None, None] for _ in m.blocks]
-        tok = ids[:1, :1]
-        m(tok, caches, 0)
+        best = float("inf")
+        for i in range(4):
+            caches = [[None, None] for _ in m.blocks]
+            t0 = time.perf_counter()
+            logits = m(p, caches, 0, last_only=True)
+            dt = time.perf_counter() - t0
+            if i:
+                best = min(best, dt)
+        print(f"peer {a.shape} prefill_tok_s {a.seq / best:.1f}", flush=True)
+        # Batch-1 decode, greedy, continuing after the prompt.
+        tok = logits[:, -1:].argmax(-1)
         t0 = time.perf_counter()
         for i in range(a.decode):
-            logits = m(tok, caches, i + 1)
+            logits = m(tok, caches, a.seq + i)
             tok = logits[:, -1:].argmax(-1)
         dt = time.perf_counter() - t0
         print(f"peer {a.shape} decode_tok_s {a.decode / dt:.1f}", flush=True)
