@@ -253,23 +253,18 @@ static int rope_scaling(const gguf_meta *meta, const char *arch,
     return 0;
 }
 
-static int gguf_config(const gg_file *f, eng_config *c, char *err,
-                       size_t errlen)
+/* general.architecture into arch[32], if it is one we run. */
+static int gguf_arch(const gguf_meta *meta, char *arch, char *err,
+                     size_t errlen)
 {
-    const gguf_meta *meta = f->meta;
-    const gg_tensor *emb;
-    char arch[32];
     gguf_str s;
-    int rot = 0, rc;
 
-    memset(c, 0, sizeof(*c));
     if (!gguf_meta_get_str(meta, "general.type", &s) &&
         gguf_str_eq(s, "adapter")) {
         eng_ld_err(err, errlen, "GGUF: this file is an adapter, not a model");
         return -EINVAL;
     }
-    if (gguf_meta_get_str(meta, "general.architecture", &s) ||
-        s.len >= sizeof arch) {
+    if (gguf_meta_get_str(meta, "general.architecture", &s) || s.len >= 32) {
         eng_ld_err(err, errlen, "GGUF: general.architecture missing");
         return -EINVAL;
     }
@@ -281,6 +276,20 @@ static int gguf_config(const gg_file *f, eng_config *c, char *err,
                    "(llama, mistral, qwen2)", arch);
         return -EINVAL;
     }
+    return 0;
+}
+
+static int gguf_config(const gg_file *f, eng_config *c, char *err,
+                       size_t errlen)
+{
+    const gguf_meta *meta = f->meta;
+    const gg_tensor *emb;
+    char arch[32];
+    int rot = 0, rc;
+
+    memset(c, 0, sizeof(*c));
+    if ((rc = gguf_arch(meta, arch, err, errlen)))
+        return rc;
     snprintf(c->arch, sizeof c->arch, "%s", arch);
     if ((rc = arch_int(meta, arch, "embedding_length", -1, &c->dim, err, errlen)) ||
         (rc = arch_int(meta, arch, "feed_forward_length", -1, &c->hidden_dim, err, errlen)) ||
