@@ -119,7 +119,8 @@ static int parse_tensor(eng_st_tensor *t, const cJSON *e, const uint8_t *data,
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off) ||
-        cJSON_GetArraySize(off) != 2 || cJSON_GetArraySize(sh) > ENG_ST_MAX_DIMS ||
+        cJSON_GetArraySize(off) != 2 ||
+        cJSON_GetArraySize(sh) > ENG_ST_MAX_DIMS ||
         strlen(dt->valuestring) >= sizeof t->dtype_name)
         return -EIO;
     strcpy(t->dtype_name, dt->valuestring);
@@ -135,13 +136,15 @@ static int parse_tensor(eng_st_tensor *t, const cJSON *e, const uint8_t *data,
     uint64_t numel = 1;
     t->ndim = 0;
     for (const cJSON *d = sh->child; d; d = d->next) {
-        if (!cJSON_IsNumber(d) || d->valuedouble < 0 ||
-            d->valuedouble > 9.0e15 || d->valuedouble != (double)(int64_t)d->valuedouble)
+        double v = d->valuedouble;
+        if (!cJSON_IsNumber(d) || v < 0 || v > 9.0e15 ||
+            v != (double)(int64_t)v)
             return -EIO;
-        t->shape[t->ndim++] = (int64_t)d->valuedouble;
-        if (t->shape[t->ndim - 1] && numel > UINT64_MAX / 16 / (uint64_t)t->shape[t->ndim - 1])
+        uint64_t dim = (uint64_t)v;
+        t->shape[t->ndim++] = (int64_t)dim;
+        if (dim && numel > UINT64_MAX / 16 / dim) /* no overflow below */
             return -EIO;
-        numel *= (uint64_t)t->shape[t->ndim - 1];
+        numel *= dim;
     }
     double b = cJSON_GetArrayItem(off, 0)->valuedouble;
     double en = cJSON_GetArrayItem(off, 1)->valuedouble;
@@ -247,8 +250,9 @@ int eng_st_open(const char *path, eng_st_file **ret, char *err, size_t errlen)
     rc = parse_header(f, (const char *)p + 8, (size_t)hlen, p + 8 + hlen,
                       f->map_len - 8 - hlen);
     if (rc) {
-        set_err(err, errlen, rc == -ENOMEM ? "%s: out of memory"
-                                           : "%s: corrupt or truncated safetensors",
+        set_err(err, errlen,
+                rc == -ENOMEM ? "%s: out of memory"
+                              : "%s: corrupt or truncated safetensors",
                 path);
         goto out;
     }
@@ -423,7 +427,8 @@ int eng_st_write(const char *path, const eng_st_out *t, int n,
         if (hlen > 1)
             h[hlen++] = ',';
         hlen += json_str(h + hlen, t[i].name);
-        hlen += (size_t)sprintf(h + hlen, ":{\"dtype\":\"%s\",\"shape\":[", dname);
+        hlen += (size_t)sprintf(h + hlen, ":{\"dtype\":\"%s\",\"shape\":[",
+                                dname);
         for (int d = 0; d < t[i].ndim; d++) {
             hlen += (size_t)sprintf(h + hlen, d ? ",%lld" : "%lld",
                                     (long long)t[i].shape[d]);

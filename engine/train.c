@@ -285,7 +285,8 @@ static int build_plan(eng_trainer *t)
         h = eng_fnv1a(h, t->ex[i].ids, sizeof(int32_t) * (size_t)t->ex[i].n);
         h = eng_fnv1a(h, t->ex[i].mask, (size_t)t->ex[i].n);
     }
-    t->plan_hash = eng_fnv1a(h, t->micro, sizeof(tr_micro) * (size_t)t->n_micro);
+    t->plan_hash =
+        eng_fnv1a(h, t->micro, sizeof(tr_micro) * (size_t)t->n_micro);
     return 0;
 }
 
@@ -312,7 +313,8 @@ static void layout_buffers(eng_trainer *t, carve *c)
     const eng_config *k = &t->c;
     size_t N = (size_t)t->cap, D = (size_t)k->dim, H = (size_t)k->hidden_dim;
     size_t Q = (size_t)k->n_heads * k->head_dim;
-    size_t KV = (size_t)k->n_kv_heads * k->head_dim, T = (size_t)t->p.max_seq_len;
+    size_t KV = (size_t)k->n_kv_heads * k->head_dim;
+    size_t T = (size_t)t->p.max_seq_len;
     size_t r = t->ad ? (size_t)t->ad->rank : 0, V = (size_t)k->vocab_size;
     size_t wmax = D > Q ? D : Q;
     wmax = wmax > H ? wmax : H;
@@ -606,9 +608,10 @@ int eng_trainer_new(eng_model *m, const eng_train_params *p,
     t->c = m->cfg;
     t->cap = p->batch_size * p->max_seq_len;
     if ((rc = copy_examples(t, train, n_train))) {
-        set_err(err, errlen, rc == -ENOMEM ? "out of memory"
-                                           : "no usable training examples "
-                                             "(bad token ids or no loss tokens)");
+        set_err(err, errlen, "%s",
+                rc == -ENOMEM ? "out of memory"
+                              : "no usable training examples (bad token ids "
+                                "or no loss tokens)");
         goto out;
     }
     if (p->full_finetune) {

@@ -43,7 +43,7 @@ void tr_lin_fwd(const tr_lin *l, float *y, const float *x, int n, float *u,
         dropout_apply(scratch, x, n, in, l->dropout, l->drop_seed);
         xd = scratch;
     }
-    eng_k_gemm(0, 1, n, r, in, 1.0f, xd, in, l->A, in, 0.0f, u, r);  /* (n, r) */
+    eng_k_gemm(0, 1, n, r, in, 1.0f, xd, in, l->A, in, 0.0f, u, r); /* (n,r) */
     eng_k_gemm(0, 1, n, out, r, l->scale, u, r, l->B, r, 1.0f, y, out);
 }
 
