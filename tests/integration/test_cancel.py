@@ -69,8 +69,7 @@ def main():
         assert r["status"] == "succeeded", r
 
     def events_tell():
-        ev = d.json("GET", "/jobs/%s/events" % s["a"]["id"])
-        items = ev["data"] if isinstance(ev, dict) else ev
+        items = d.events(s["a"]["id"])
         assert any((e.get("data") or {}).get("status") == "cancelled"
                    for e in items), items[-5:]
 

@@ -4,6 +4,7 @@ watch it train, and check that the tuned model tells stories about Zog
 while the base model does not."""
 
 import os
+import time
 
 import tunalib
 
@@ -48,7 +49,14 @@ def main():
             assert isinstance(p["train_loss"], (int, float)), p
             assert job["started_at"], job
             # The API stays responsive while the job trains.
-            d.json("GET", "/health")
+            t0 = time.time()
+            d.json("GET", "/jobs/" + job_id)
+            r = d.json("POST", "/generate", {
+                "model": "stories260K", "prompt": PROMPT, "max_tokens": 16})
+            assert r["text"], r
+            took = time.time() - t0
+            print("   GET /jobs/{id} + /generate while training: %.3fs" % took)
+            assert took < 5, took
 
     def succeeded():
         job = d.wait_job(state["job"]["id"], timeout=900)
@@ -61,8 +69,7 @@ def main():
 
     def events():
         job_id = state["job"]["id"]
-        ev = d.json("GET", "/jobs/%s/events" % job_id)
-        items = ev["data"] if isinstance(ev, dict) else ev
+        items = d.events(job_id)
         types = [e.get("type") for e in items]
         assert "step" in types, types[:20]
         steps = [e for e in items if e.get("type") == "step"]

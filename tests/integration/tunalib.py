@@ -218,6 +218,19 @@ class Daemon:
         raise AssertionError("job %s still %s after %ds: %r" %
                              (job_id, job and job["status"], timeout, job))
 
+    def events(self, job_id):
+        """Every event of a job, following the ?after= cursor."""
+        out, after = [], 0
+        while True:
+            page = self.json("GET", "/jobs/%s/events?after=%d&limit=1000" %
+                             (job_id, after))
+            items = page["data"] if isinstance(page, dict) else page
+            out += items
+            if not items or not (isinstance(page, dict) and
+                                 page.get("has_more")):
+                return out
+            after = items[-1]["id"]
+
     def upload_jobs(self, jsonl_path, query):
         with open(jsonl_path, "rb") as f:
             data = f.read()
