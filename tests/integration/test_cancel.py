@@ -2,6 +2,7 @@
 """Cancel: a queued job never starts, a running one stops within a step,
 a finished one answers 409. One worker, so the second job waits."""
 
+import json
 import time
 
 import tunalib
@@ -58,9 +59,16 @@ def main():
         assert (b.get("progress") or {}).get("step", 0) == 0, b
 
     def cancel_finished():
-        c = submit("epochs=1&batch_size=4", SMALL)
+        # A JSON job with inline records and a validation split.
+        records = [json.loads(x) for x in SMALL.splitlines()]
+        c = d.json("POST", "/jobs", {
+            "training_data": records, "validation_split": 0.25,
+            "hyperparameters": {"epochs": 2, "batch_size": 2}}, expect=201)
         c = d.wait_job(c["id"], timeout=300)
         assert c["status"] == "succeeded", c
+        assert isinstance(c["progress"].get("validation_loss"), float), c
+        steps = [e["data"] for e in d.events(c["id"]) if e["type"] == "step"]
+        assert steps and "val_loss" in steps[-1], steps[-1:]
         for job in (c, s["a"], s["b"]):
             r = d.request("POST", "/jobs/%s/cancel" % job["id"])
             assert r.status == 409, r
