@@ -66,6 +66,11 @@ void srv_logv(srv_log_level level, const char *fmt, va_list ap)
     size_t ml = strlen(msg);
     while (ml && (msg[ml - 1] == '\n' || msg[ml - 1] == '\r'))
         msg[--ml] = 0;
+    /* Request paths and engine messages are outside input: one event is one
+     * line, whatever they hold. */
+    for (size_t i = 0; i < ml; i++)
+        if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f)
+            msg[i] = '?';
 
     struct timespec now;
     struct tm tm;

@@ -11,8 +11,11 @@
  *
  *     tunad listening on http://HOST:PORT
  *
- * SIGINT and SIGTERM are blocked in every thread and taken by sigwait() in
- * the main thread. Shutdown: stop accepting, abort the running training
+ * SIGINT and SIGTERM are caught by a handler that writes the signal number
+ * to a pipe the main thread waits on. (Blocking them and calling sigwait()
+ * is not enough: OpenBLAS starts its threads before main() runs, with
+ * nothing blocked, and a signal delivered to one of them would kill the
+ * process outright.) Shutdown: stop accepting, abort the running training
  * steps (their jobs stay running and are re-queued at the next start), let
  * the requests in progress finish, join the workers, close the database,
  * exit 0. A second signal during shutdown ends the process at once.
@@ -29,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,6 +257,47 @@ static void stop(daemon_state *d)
         close(d->lock_fd);
 }
 
+/* The write end of the signal pipe: the one piece of state a signal
+ * handler can reach. */
+static int signal_fd = -1;
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    ssize_t w = write(signal_fd, &b, 1);
+    (void)w;
+    errno = saved;
+}
+
+/* Routes SIGINT and SIGTERM to *ret_fd, a pipe to read them from. */
+static int catch_signals(int *ret_fd)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -errno;
+    signal_fd = p[1];
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    *ret_fd = p[0];
+    return 0;
+}
+
+static int wait_signal(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    unsigned char b = 0;
+    for (;;) {
+        if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+            return SIGTERM;
+        if (read(fd, &b, 1) == 1)
+            return b;
+    }
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     daemon_state d = {.lock_fd = -1, .listen_fd = -1};
@@ -264,24 +309,21 @@ static int cmd_serve(int argc, char **argv)
     srv_log_set_json(d.cfg.json_logs);
     srv_log_set_level(d.cfg.verbose ? SRV_LOG_DEBUG : SRV_LOG_INFO);
 
-    /* Every thread inherits this mask, so only sigwait() sees them. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
+    int sig_fd = -1;
+    if (catch_signals(&sig_fd) < 0) {
+        fprintf(stderr, "tunad: cannot set up signals: %s\n",
+                strerror(errno));
+        return 1;
+    }
     if (start(&d) < 0) {
         stop(&d);
         return 1;
     }
-    int sig = 0;
-    while (sigwait(&set, &sig) != 0)
-        ;
+    int sig = wait_signal(sig_fd);
     srv_info("%s: shutting down", strsignal(sig));
     /* A second signal ends the process at once. */
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     stop(&d);
     srv_info("stopped");
     return 0;
