@@ -99,6 +99,15 @@ def main():
         rc = d.stop(signal.SIGTERM, timeout=20)
         assert rc == 0, rc
 
+    def sigterm_right_after_start():
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+            d3 = tunalib.Daemon(tunad).start()
+            try:
+                rc = d3.stop(sig, timeout=20)
+                assert rc == 0, (sig, rc, d3.log_tail())
+            finally:
+                d3.cleanup()
+
     try:
         t.check("--help and bad flags", help_texts)
         if t.check("starts and answers /health", starts):
@@ -108,6 +117,8 @@ def main():
             t.check("CORS preflight and headers", cors)
             t.check("SIGTERM when idle: exit 0", sigterm_idle)
         t.check("CORS restricted to listed origins", cors_restricted)
+        t.check("a signal right after start: exit 0",
+                sigterm_right_after_start)
         if t.failed:
             print(d.log_tail())
     finally:
