@@ -25,7 +25,8 @@
  * the issues' targets, met or not. See bench/README.md.
  *
  * Usage: bench_engine [--threads N] [--shape stories260K|smollm2-135m]
- *                     [--no-peer] [--decode N] [--steps N]
+ *                     [--no-peer] [--decode N] [--steps N] [--root DIR]
+ *                     [--part bw|train|infer]
  */
 #include "engine/engine.h"
 #include "engine/session.h"
@@ -54,6 +55,12 @@ static int g_threads = 2;
 static int g_decode = 64;
 static int g_min_steps = 3;
 static const char *g_root = TUNA_SOURCE_ROOT;
+static const char *g_part = NULL; /* NULL all, "bw", "train", "infer" */
+
+static bool part(const char *p)
+{
+    return !g_part || !strcmp(g_part, p);
+}
 
 static double now_s(void)
 {
@@ -455,7 +462,9 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--threads N] [--shape stories260K|smollm2-135m]\n"
-            "          [--no-peer] [--decode N] [--steps N] [--root DIR]\n",
+            "          [--no-peer] [--decode N] [--steps N] [--root DIR]\n"
+            "          [--part bw|train|infer]  (one part alone, no peer: "
+            "for profiling)\n",
             argv0);
     exit(2);
 }
@@ -477,6 +486,8 @@ int main(int argc, char **argv)
             g_min_steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--root") && i + 1 < argc)
             g_root = argv[++i];
+        else if (!strcmp(argv[i], "--part") && i + 1 < argc)
+            g_part = argv[++i], peer = false;
         else
             usage(argv[0]);
     }
@@ -509,7 +520,8 @@ int main(int argc, char **argv)
     double bw[3] = { 0 };
     printf("memory bandwidth (%d threads, 512 MiB read / 3x128 MiB triad, "
            "best of 5) ...\n", g_threads);
-    run_child(NULL, child_bandwidth, bw_keys, bw, 3);
+    if (part("bw"))
+        run_child(NULL, child_bandwidth, bw_keys, bw, 3);
     printf("  read %.1f GB/s, triad %.1f GB/s (read on 1 thread %.1f GB/s)\n\n",
            bw[0], bw[1], bw[2]);
 
@@ -524,7 +536,7 @@ int main(int argc, char **argv)
                                     "train_loss" };
         double tv[5] = { 0 };
         printf("%s: tuna LoRA training ...\n", sh->name);
-        double rss = run_child(sh, child_train, tk, tv, 5);
+        double rss = part("train") ? run_child(sh, child_train, tk, tv, 5) : 0;
         sh->tuna[M_TRAIN] = tv[0];
         sh->tuna[M_RSS] = rss;
         printf("  train %.1f tok/s over %.0f steps (step best %.3f s, worst "
@@ -533,7 +545,8 @@ int main(int argc, char **argv)
         static const char *ik[] = { "prefill_tok_s", "decode_tok_s" };
         double iv[2] = { 0 };
         printf("%s: tuna prefill and decode ...\n", sh->name);
-        sh->infer_rss_mib = run_child(sh, child_infer, ik, iv, 2);
+        sh->infer_rss_mib = part("infer") ? run_child(sh, child_infer, ik, iv, 2)
+                                          : 0;
         sh->tuna[M_PREFILL] = iv[0];
         sh->tuna[M_DECODE] = iv[1];
         printf("  prefill %.1f tok/s, decode %.1f tok/s, peak RSS %.0f MiB\n",
