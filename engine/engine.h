@@ -197,6 +197,77 @@ int eng_chat_render_default(const eng_message *msgs, int n,
                             bool add_generation_prompt, char **ret_text);
 
 /* ------------------------------------------------------------------------ */
+/* Chat templates (chat.c, jinja*.c)                                         */
+
+/* Model chat templates (tokenizer_config.json "chat_template", GGUF
+ * "tokenizer.chat_template") are Jinja2 programs. The engine renders them
+ * with its own interpreter exactly as Hugging Face transformers'
+ * apply_chat_template does (jinja2 sandbox, trim_blocks, lstrip_blocks,
+ * raise_exception, strftime_now, tojson with ensure_ascii=False). Templates
+ * are untrusted: errors (syntax, raise_exception, an unknown filter, a
+ * limit on output size, loop iterations, nesting or memory) are returned
+ * as -EINVAL with "line N: message" in err, never a crash. */
+
+typedef struct eng_chat_params {
+    bool add_generation_prompt;
+    const char *bos_token;     /* NULL: bos_token is undefined */
+    const char *eos_token;     /* NULL: eos_token is undefined */
+    int enable_thinking;       /* -1: undefined (default), 0 false, 1 true */
+    /* Optional JSON array of message objects, used instead of msgs: it
+     * carries fields beyond role/content (tool_calls, reasoning_content,
+     * content null). */
+    const char *messages_json;
+    /* Optional JSON object of extra template variables (tools, documents,
+     * date_string, ...); they override the ones above. tools and
+     * documents are None unless given, as in transformers. */
+    const char *kwargs_json;
+    size_t max_output;         /* bytes; 0: 4 MiB */
+} eng_chat_params;
+
+void eng_chat_params_default(eng_chat_params *p);
+
+/* Renders template tmpl (Jinja source) over msgs[0..n) into a malloc'd
+ * string. p may be NULL (defaults: no generation prompt, no bos/eos).
+ * Thread-safe (no shared state). */
+int eng_chat_template_render(const char *tmpl, const eng_message *msgs, int n,
+                             const eng_chat_params *p, char **ret_text,
+                             char *err, size_t errlen);
+
+typedef enum {
+    ENG_CHAT_SRC_MODEL = 0,    /* the tokenizer's own chat template */
+    ENG_CHAT_SRC_DEFAULT = 1,  /* Tuna's default (eng_chat_render_default) */
+} eng_chat_source;
+
+/* Renders with the tokenizer's chat template (bos/eos token texts filled
+ * in from its BOS/EOS ids); when it has none, or the template fails, falls
+ * back to eng_chat_render_default. *ret_source says which was used; on a
+ * fallback err (if given) gets the reason, for the job's events. t may be
+ * NULL (always the default). Errors: -EINVAL bad arguments or the default
+ * also failing, -ENOMEM. */
+int eng_chat_render(const eng_tokenizer *t, const eng_message *msgs, int n,
+                    bool add_generation_prompt, char **ret_text,
+                    eng_chat_source *ret_source, char *err, size_t errlen);
+
+typedef enum {
+    ENG_CHAT_UNKNOWN = 0,
+    ENG_CHAT_CHATML,
+    ENG_CHAT_LLAMA2,
+    ENG_CHAT_LLAMA3,
+    ENG_CHAT_MISTRAL,
+    ENG_CHAT_GEMMA,
+    ENG_CHAT_ZEPHYR,
+    ENG_CHAT_PHI3,
+    ENG_CHAT_QWEN3,
+} eng_chat_family;
+
+/* Names a template's family from its markers, for display (/models); NULL
+ * gives ENG_CHAT_UNKNOWN. Rendering never depends on it. */
+eng_chat_family eng_chat_template_family(const char *tmpl);
+/* "chatml", "llama2", "llama3", "mistral", "gemma", "zephyr", "phi3",
+ * "qwen3" or "unknown". */
+const char *eng_chat_family_name(eng_chat_family f);
+
+/* ------------------------------------------------------------------------ */
 /* LoRA adapters                                                             */
 
 enum {

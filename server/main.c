@@ -177,6 +177,25 @@ static int open_store(daemon_state *d)
     return 0;
 }
 
+/* Logs the settings and prints the line tools wait for. */
+static void announce(const daemon_state *d)
+{
+    const srv_config *c = &d->cfg;
+    srv_info("serving %s on port %d: %d worker%s x %d training thread%s, "
+             "%d generation thread%s, max body %zu bytes", c->data_dir,
+             d->port, c->workers, c->workers == 1 ? "" : "s",
+             c->train_threads, c->train_threads == 1 ? "" : "s",
+             c->gen_threads, c->gen_threads == 1 ? "" : "s",
+             c->limits.max_body_bytes);
+    if (c->workers * c->train_threads > c->threads)
+        srv_warn("%d workers x %d threads oversubscribe the %d cores",
+                 c->workers, c->train_threads, c->threads);
+    bool v6 = strchr(c->host, ':') != NULL;
+    printf("tunad listening on http://%s%s%s:%d\n", v6 ? "[" : "", c->host,
+           v6 ? "]" : "", d->port);
+    fflush(stdout);
+}
+
 static int start(daemon_state *d)
 {
     srv_config *c = &d->cfg;
@@ -227,19 +246,7 @@ static int start(daemon_state *d)
         fprintf(stderr, "tunad: %s\n", err);
         return e;
     }
-    srv_info("serving %s on port %d: %d worker%s x %d training thread%s, "
-             "%d generation thread%s, max body %zu bytes", c->data_dir,
-             d->port, c->workers, c->workers == 1 ? "" : "s",
-             c->train_threads, c->train_threads == 1 ? "" : "s",
-             c->gen_threads, c->gen_threads == 1 ? "" : "s",
-             c->limits.max_body_bytes);
-    if (c->workers * c->train_threads > c->threads)
-        srv_warn("%d workers x %d threads oversubscribe the %d cores",
-                 c->workers, c->train_threads, c->threads);
-    bool v6 = strchr(c->host, ':') != NULL;
-    printf("tunad listening on http://%s%s%s:%d\n", v6 ? "[" : "", c->host,
-           v6 ? "]" : "", d->port);
-    fflush(stdout);
+    announce(d);
     return 0;
 }
 
