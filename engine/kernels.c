@@ -383,6 +383,7 @@ void eng_k_gemm(int transA, int transB, int m, int n, int k, float alpha,
 /* ------------------------------------------------------------------------ */
 /* Row and elementwise ops                                                   */
 
+ENG_K_CLONES
 void eng_k_rmsnorm(float *out, const float *x, const eng_tensor *w, int n,
                    int dim, float eps, float *ret_rstd)
 {
@@ -461,21 +462,54 @@ void eng_k_rope_cs(float *x, int n, int n_heads, int head_dim, const int *pos,
                  cs + (size_t)pos[r] * head_dim, style, inverse);
 }
 
+enum { LANES = 16 };
+
+ENG_K_CLONES
+float eng_k_max(const float *x, int n)
+{
+    float m[LANES];
+    int i = 0;
+    for (int j = 0; j < LANES; j++)
+        m[j] = x[0];
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+    for (; i < n; i++)
+        m[0] = x[i] > m[0] ? x[i] : m[0];
+    float r = m[0];
+    for (int j = 1; j < LANES; j++)
+        r = m[j] > r ? m[j] : r;
+    return r;
+}
+
+ENG_K_CLONES
+float eng_k_sum(const float *x, int n)
+{
+    float s[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            s[j] += x[i + j];
+    for (; i < n; i++)
+        s[0] += x[i];
+    float r = 0.0f;
+    for (int j = 0; j < LANES; j++)
+        r += s[j];
+    return r;
+}
+
+ENG_K_CLONES
 void eng_k_softmax(float *x, int n)
 {
-    float mx = x[0];
-    for (int i = 1; i < n; i++)
-        mx = x[i] > mx ? x[i] : mx;
-    for (int i = 0; i < n; i++) /* kept apart from the sum: vectorizes */
-        x[i] = eng_k_expf(x[i] - mx);
-    float s = 0.0f;
+    float mx = eng_k_max(x, n);
     for (int i = 0; i < n; i++)
-        s += x[i];
-    float inv = 1.0f / s;
+        x[i] = eng_k_expf(x[i] - mx);
+    float inv = 1.0f / eng_k_sum(x, n);
     for (int i = 0; i < n; i++)
         x[i] *= inv;
 }
 
+ENG_K_CLONES
 void eng_k_swiglu(float *h, const float *gate, const float *up, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

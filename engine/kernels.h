@@ -87,6 +87,10 @@ void eng_k_rope_table(float *cs, int n_pos, int head_dim,
                       const float *inv_freq);
 void eng_k_rope_cs(float *x, int n, int n_heads, int head_dim, const int *pos,
                    const float *cs, int style, int inverse);
+/* Max and sum of x[n] (n >= 1) in 16 interleaved lanes combined in a
+ * fixed order: vectorized, and the same bits on every call. */
+float eng_k_max(const float *x, int n);
+float eng_k_sum(const float *x, int n);
 /* In-place softmax of x[n]. */
 void eng_k_softmax(float *x, int n);
 /* h[i] = silu(gate[i]) * up[i] for i < n. h may alias gate or up. */
@@ -94,8 +98,19 @@ void eng_k_swiglu(float *h, const float *gate, const float *up, size_t n);
 /* y[i] += b[i % cols] for a [n, cols] matrix (bias add). */
 void eng_k_add_bias(float *y, const eng_tensor *b, int n, int cols);
 
+/* Hot elementwise loops are compiled for AVX-512, AVX2 and the baseline,
+ * picked at load time (GCC/clang function multiversioning): the x86-64
+ * baseline's SSE2 runs them about ten times slower. The choice is fixed
+ * per machine, so results stay deterministic on it. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
+#define ENG_K_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ENG_K_CLONES
+#endif
+
 /* exp(x) within ~2e-7 relative for x in [-87, 88] (clamped outside),
- * without a libm call, so loops over it vectorize. */
+ * without a libm call, so loops over it vectorize (engine/ builds with
+ * -fno-trapping-math, which lets GCC turn the clamp into a blend). */
 static inline float eng_k_expf(float x)
 {
     union { float f; int32_t i; } s;

@@ -352,8 +352,9 @@ static void layout_buffers(eng_trainer *t, carve *c)
     t->S = TAKE_F(c, T * T);
     t->dP = TAKE_F(c, T * T);
     t->rope_cs = TAKE_F(c, T * (size_t)k->head_dim);
-    /* LM-head chunk: about 4 Mi logits (16 MiB), at least one row */
-    size_t C = ((size_t)1 << 22) / V;
+    /* LM-head chunk: about 8 Mi logits (32 MiB), at least one row; fewer
+     * rows per GEMM start to cost BLAS efficiency at vocab 50k */
+    size_t C = ((size_t)1 << 23) / V;
     C = C < 1 ? 1 : C > N ? N : C;
     t->ce.chunk = (int)C;
     t->ce.logits = TAKE_F(c, C * V);

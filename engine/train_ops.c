@@ -20,6 +20,7 @@
 
 /* dst = dropout(x) with the mask of (seed, row*in + col); kept values are
  * scaled by 1/(1-p) so the expectation is unchanged. */
+ENG_K_CLONES
 static void dropout_apply(float *dst, const float *x, int n, int in, float p,
                           uint64_t seed)
 {
@@ -88,6 +89,7 @@ void tr_lin_bwd(const tr_lin *l, float *dx, const float *dy, const float *x,
 /* ------------------------------------------------------------------------ */
 /* RMSNorm and SwiGLU                                                        */
 
+ENG_K_CLONES
 void tr_rmsnorm_bwd(float *dx, const float *dy, const float *x,
                     const float *rstd, const eng_tensor *w, float *dw, int n,
                     int dim, int accumulate)
@@ -112,6 +114,7 @@ void tr_rmsnorm_bwd(float *dx, const float *dy, const float *x,
     }
 }
 
+ENG_K_CLONES
 void tr_swiglu_bwd(float *dg, float *du, const float *dh, const float *g,
                    const float *u, size_t n)
 {
@@ -204,21 +207,17 @@ void tr_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
 
 /* Softmax cross-entropy of one logits row in place: returns the loss,
  * leaves p (scaled by gs, minus gs at the target) when gs != 0. */
+ENG_K_CLONES
 static float ce_row(float *lg, int V, int t, float gs, int *ret_hit)
 {
-    float mx = lg[0], lt = lg[t];
+    float mx = eng_k_max(lg, V), lt = lg[t];
     int am = 0;
-    for (int j = 1; j < V; j++)
-        if (lg[j] > mx) {
-            mx = lg[j];
-            am = j;
-        }
+    while (am < V - 1 && lg[am] != mx) /* first argmax (bounded: NaN) */
+        am++;
     *ret_hit = am == t;
-    for (int j = 0; j < V; j++) /* kept apart from the sum: vectorizes */
-        lg[j] = eng_k_expf(lg[j] - mx);
-    double s = 0.0;
     for (int j = 0; j < V; j++)
-        s += lg[j];
+        lg[j] = eng_k_expf(lg[j] - mx);
+    double s = eng_k_sum(lg, V);
     if (gs != 0.0f) {
         float k = gs / (float)s;
         for (int j = 0; j < V; j++)

@@ -223,6 +223,19 @@ static void test_ops(void)
     }
     CHECK(worst < 5e-7);
     CHECK(eng_k_expf(-1000.0f) < 1e-37f && eng_k_expf(0.0f) == 1.0f);
+    /* lane-split max and sum against the plain loops, every tail length */
+    float v[70];
+    for (int n = 1; n <= 70; n++) {
+        double ref = 0;
+        float mx = -1e30f;
+        for (int i = 0; i < n; i++) {
+            v[i] = frand() * 10;
+            ref += v[i];
+            mx = v[i] > mx ? v[i] : mx;
+        }
+        CHECK(eng_k_max(v, n) == mx);
+        CHECK(fabs(eng_k_sum(v, n) - ref) < 1e-4 * (1 + fabs(ref)));
+    }
     /* softmax sums to one and is shift invariant */
     float x[7] = {1, 2, 3, 4, -1, 0, 100};
     eng_k_softmax(x, 7);
