@@ -36,7 +36,7 @@
 #define JINJA_MAX_DEPTH 200              /* nesting: parse and eval */
 #define JINJA_MAX_ITERATIONS 1000000L    /* loop iterations, all loops */
 #define JINJA_DEFAULT_MAX_OUTPUT (4u << 20)
-#define JINJA_MAX_ARENA (256u << 20)
+#define JINJA_MAX_ARENA (128u << 20)
 
 /* ------------------------------------------------------------------------ */
 /* Arena                                                                     */

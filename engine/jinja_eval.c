@@ -847,11 +847,18 @@ static int exec_for(jctx *c, const jnode *n)
         if (!kept)
             return -ENOMEM;
         kept->n = 0;
+        jscope *fs = scope_push(c);
+
+        c->scope = saved;
+        if (!fs)
+            return -ENOMEM;
         for (size_t i = 0; i < items->n && !rc; i++) {
             jv keep;
 
-            if (!scope_push(c))
-                return -ENOMEM;
+            if (++c->iterations > JINJA_MAX_ITERATIONS)
+                return jctx_fail(c, "too many loop iterations");
+            fs->n = 0;
+            c->scope = fs;
             rc = assign(c, n->names, n->nnames, items->items[i]);
             if (!rc)
                 rc = eval(c, n->b, &keep);
@@ -868,12 +875,18 @@ static int exec_for(jctx *c, const jnode *n)
     if (!loop)
         return nomem(c);
     loop->items = kept;
+    /* One scope reused by every iteration: each starts empty. */
+    jscope *iter = scope_push(c);
+
+    c->scope = saved;
+    if (!iter)
+        return -ENOMEM;
     for (size_t i = 0; i < kept->n && !rc; i++) {
         if (++c->iterations > JINJA_MAX_ITERATIONS)
             return jctx_fail(c, "too many loop iterations");
         loop->i = i;
-        if (!scope_push(c))
-            return -ENOMEM;
+        iter->n = 0;
+        c->scope = iter;
         rc = assign(c, n->names, n->nnames, kept->items[i]);
         if (!rc)
             rc = scope_set(c, c->scope, "loop",

@@ -922,9 +922,13 @@ static jnode *parse_body(parser *P, const char *const *ends, const char **ret_en
 
         if (t->t == JT_EOF) {
             if (ends) {
+                char want[96] = "";
+
+                for (size_t i = 0; ends[i]; i++)
+                    snprintf(want + strlen(want), sizeof(want) - strlen(want),
+                             "%s'%s'", i ? " or " : "", ends[i]);
                 jctx_fail(P->c, "line %d: unexpected end of template, "
-                          "expected '%s'", t->line,
-                          ends[1] ? ends[1] : ends[0]);
+                          "expected %s", t->line, want);
                 return NULL;
             }
             break;
