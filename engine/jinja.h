@@ -244,6 +244,14 @@ int jstr_replace(jctx *c, jv s, jv old, jv new_, int64_t count, jv *ret);
 bool jpy_isspace(int32_t cp);
 int jstr_percent(jctx *c, jv fmt, jv args, jv *ret);
 
+/* Operators and value-building globals (jinja_ops.c). op: + - * / % and
+ * 'F' (//), 'P' (**). */
+int jinja_arith(jctx *c, int op, jv a, jv b, jv *ret);
+int jinja_contains(jctx *c, jv item, jv seq, bool *ret);
+int jinja_range(jctx *c, const jargs *a, jv *ret);
+int jinja_mapping(jctx *c, const jargs *a, bool ns, jv *ret);
+int jinja_strftime_now(jctx *c, const jargs *a, jv *ret);
+
 /* Calls a callable value (macros, globals, the filters' "map" helpers). */
 int jinja_call(jctx *c, jv fn, const jargs *a, jv *ret);
 

@@ -374,7 +374,7 @@ static int lex_raw(lexer *L, size_t len, char sign_out)
     char si, so;
 
     L->pos += len;
-    after_end(L, sign_out, true);
+    after_end(L, sign_out, false);   /* jinja2: no trim_blocks after raw */
     start = L->pos;
     for (i = start; i + 1 < L->n; i++) {
         size_t m = match_word_tag(L->s + i, L->n - i, "endraw", &si, &so);
