@@ -22,10 +22,13 @@
  * Then it runs bench/peer_torch.py under Debian's /usr/bin/python3 with
  * OMP_WAIT_POLICY=PASSIVE and the same threads (skipped with a message when
  * torch is missing) and prints a table: metric, tuna, pytorch, ratio and
- * the issues' targets, met or not. See bench/README.md.
+ * the issues' targets, met or not. --repeat N runs N rounds of each shape
+ * (tuna then peer) and keeps each side's best throughput, which tames the
+ * noise of other processes on a shared machine. See bench/README.md.
  *
  * Usage: bench_engine [--threads N] [--shape stories260K|smollm2-135m]
- *                     [--no-peer] [--decode N] [--steps N] [--root DIR]
+ *                     [--no-peer] [--decode N] [--steps N] [--repeat N]
+ *                     [--root DIR]
  *                     [--part bw|train|infer]
  */
 #include "engine/engine.h"
@@ -54,6 +57,7 @@
 static int g_threads = 2;
 static int g_decode = 64;
 static int g_min_steps = 3;
+static int g_repeat = 1;
 static const char *g_root = TUNA_SOURCE_ROOT;
 static const char *g_part = NULL; /* NULL all, "bw", "train", "infer" */
 
@@ -410,7 +414,8 @@ static int run_peer(shape *sh, char *why, size_t whylen)
         printf("  %s", line);
         for (int i = 0; i < M_COUNT; i++)
             if (!strcmp(key, metric_key[i])) {
-                sh->peer[i] = v;
+                sh->peer[i] = i == M_RSS ? v : v > sh->peer[i] ? v
+                                                               : sh->peer[i];
                 sh->have_peer = true;
             }
     }
@@ -458,11 +463,63 @@ static void row(const char *metric, double tuna, double peer, bool have_peer,
            target ? target : "", met < 0 ? "" : met ? "met" : "NOT MET");
 }
 
+static double best(double a, double b)
+{
+    return a > b ? a : b;
+}
+
+/* One round for a shape: tuna's children, then the peer. Throughputs keep
+ * the best round (both sides alike, so load from other processes biases
+ * neither); RSS keeps the last. */
+static void measure_shape(shape *sh, int rep, bool peer, bool have_torch)
+{
+    static const char *tk[] = { "train_tok_s", "train_steps",
+                                "train_step_best_s", "train_step_worst_s",
+                                "train_loss" };
+    static const char *ik[] = { "prefill_tok_s", "decode_tok_s" };
+    double tv[5] = { 0 }, iv[2] = { 0 };
+    char la[128];
+    loadavg(la, sizeof la);
+    printf("%s, round %d/%d (loadavg %s)\n", sh->name, rep + 1, g_repeat, la);
+    if (part("train")) {
+        double rss = run_child(sh, child_train, tk, tv, 5);
+        sh->tuna[M_TRAIN] = best(sh->tuna[M_TRAIN], tv[0]);
+        sh->tuna[M_RSS] = rss;
+        printf("  tuna train %.1f tok/s over %.0f steps (step best %.3f s, "
+               "worst %.3f s, loss %.3f), peak RSS %.0f MiB\n",
+               tv[0], tv[1], tv[2], tv[3], tv[4], rss);
+    }
+    if (part("infer")) {
+        sh->infer_rss_mib = run_child(sh, child_infer, ik, iv, 2);
+        sh->tuna[M_PREFILL] = best(sh->tuna[M_PREFILL], iv[0]);
+        sh->tuna[M_DECODE] = best(sh->tuna[M_DECODE], iv[1]);
+        printf("  tuna prefill %.1f tok/s, decode %.1f tok/s, peak RSS %.0f "
+               "MiB\n", iv[0], iv[1], sh->infer_rss_mib);
+    }
+    if (!peer) {
+        if (!rep)
+            printf("  PyTorch peer skipped\n");
+        return;
+    }
+    if (!have_torch) {
+        if (!rep)
+            printf("  PyTorch peer SKIPPED: %s with torch not found "
+                   "(apt install python3-torch)\n", PY);
+        return;
+    }
+    char why[256] = "";
+    printf("  PyTorch peer (OMP_WAIT_POLICY=PASSIVE, %d threads):\n",
+           g_threads);
+    if (run_peer(sh, why, sizeof why))
+        printf("  PyTorch peer SKIPPED: %s\n", why);
+}
+
 static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--threads N] [--shape stories260K|smollm2-135m]\n"
-            "          [--no-peer] [--decode N] [--steps N] [--root DIR]\n"
+            "          [--no-peer] [--decode N] [--steps N] [--repeat N]\n"
+            "          [--root DIR]\n"
             "          [--part bw|train|infer]  (one part alone, no peer: "
             "for profiling)\n",
             argv0);
@@ -484,6 +541,8 @@ int main(int argc, char **argv)
             g_decode = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
             g_min_steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+            g_repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--root") && i + 1 < argc)
             g_root = argv[++i];
         else if (!strcmp(argv[i], "--part") && i + 1 < argc)
@@ -491,7 +550,7 @@ int main(int argc, char **argv)
         else
             usage(argv[0]);
     }
-    if (g_threads < 1 || g_decode < 1 || g_min_steps < 1)
+    if (g_threads < 1 || g_decode < 1 || g_min_steps < 1 || g_repeat < 1)
         usage(argv[0]);
     if (only) {
         bool found = false;
@@ -531,53 +590,19 @@ int main(int argc, char **argv)
         if (only && strcmp(only, sh->name))
             continue;
         sh->ran = true;
-        static const char *tk[] = { "train_tok_s", "train_steps",
-                                    "train_step_best_s", "train_step_worst_s",
-                                    "train_loss" };
-        double tv[5] = { 0 };
-        printf("%s: tuna LoRA training ...\n", sh->name);
-        double rss = part("train") ? run_child(sh, child_train, tk, tv, 5) : 0;
-        sh->tuna[M_TRAIN] = tv[0];
-        sh->tuna[M_RSS] = rss;
-        printf("  train %.1f tok/s over %.0f steps (step best %.3f s, worst "
-               "%.3f s, loss %.3f), peak RSS %.0f MiB\n",
-               tv[0], tv[1], tv[2], tv[3], tv[4], rss);
-        static const char *ik[] = { "prefill_tok_s", "decode_tok_s" };
-        double iv[2] = { 0 };
-        printf("%s: tuna prefill and decode ...\n", sh->name);
-        sh->infer_rss_mib = part("infer") ? run_child(sh, child_infer, ik, iv, 2)
-                                          : 0;
-        sh->tuna[M_PREFILL] = iv[0];
-        sh->tuna[M_DECODE] = iv[1];
-        printf("  prefill %.1f tok/s, decode %.1f tok/s, peak RSS %.0f MiB\n",
-               iv[0], iv[1], sh->infer_rss_mib);
         /* the weight bytes per decoded token, from the config */
         eng_model *m = NULL;
         if (sh->file && make_model(sh, &m) == 0)
             sh->cfg = *eng_model_config(m);
         eng_model_unref(m);
         sh->weight_bytes = decode_weight_bytes(&sh->cfg);
-
-        if (!peer) {
-            printf("%s: PyTorch peer skipped (--no-peer)\n\n", sh->name);
-            continue;
-        }
-        if (!have_torch) {
-            printf("%s: PyTorch peer SKIPPED: %s with torch not found "
-                   "(apt install python3-torch)\n\n", sh->name, PY);
-            continue;
-        }
-        char why[256] = "";
-        printf("%s: PyTorch peer (OMP_WAIT_POLICY=PASSIVE, %d threads) ...\n",
-               sh->name, g_threads);
-        if (run_peer(sh, why, sizeof why))
-            printf("  PyTorch peer SKIPPED: %s\n", why);
-        printf("\n");
+        for (int rep = 0; rep < g_repeat; rep++)
+            measure_shape(sh, rep, peer, have_torch);
     }
 
     loadavg(la1, sizeof la1);
-    printf("==== summary (threads %d; loadavg before %s, after %s) ====\n",
-           g_threads, la0, la1);
+    printf("==== summary (threads %d, best of %d round(s); loadavg before %s, "
+           "after %s) ====\n", g_threads, g_repeat, la0, la1);
     printf("memory bandwidth: read %.1f GB/s, triad %.1f GB/s\n", bw[0],
            bw[1]);
     for (int i = 0; i < N_SHAPES; i++) {
