@@ -131,7 +131,6 @@ typedef struct jctx {
     jscope *root;       /* template globals */
     jbuf *out;          /* current output (set blocks capture) */
     int loop_ctl;       /* 1 break, 2 continue pending */
-    bool sort_keys_dummy;
 } jctx;
 
 /* Records the first error (printf-style) with the current line; returns
@@ -263,9 +262,10 @@ typedef struct jinja_var {
     jv value;
 } jinja_var;
 
-/* Renders src with the given variables (values may point into arena, which
- * must be the arena passed to jinja_ctx_new's owner). On error returns
- * negative errno and writes "line N: message" into err. */
+/* Renders src with the given variables (values may live in c's arena or
+ * be borrowed from the caller until the call returns) into a malloc'd
+ * string. On error returns -EINVAL (-ENOMEM when out of memory) and writes
+ * "line N: message" into err. One jctx renders one template. */
 typedef struct jinja_render_params {
     const jinja_var *vars;
     size_t n_vars;
