@@ -314,6 +314,8 @@ typedef struct eng_progress {
     int64_t tokens_seen;
 } eng_progress;
 
+typedef struct eng_token_info eng_token_info; /* see Generation */
+
 typedef struct eng_hooks {
     /* Called after every optimizer step. */
     void (*progress)(void *user, const eng_progress *p);
@@ -322,6 +324,10 @@ typedef struct eng_hooks {
     /* Free-form diagnostic lines (the engine itself never prints). */
     void (*log)(void *user, const char *msg);
     void *user;
+    /* Generation only: called once per generated token (see
+     * eng_token_info), before that token's text reaches the text
+     * callback. May be NULL. */
+    void (*token)(void *user, const eng_token_info *info);
 } eng_hooks;
 
 /* ------------------------------------------------------------------------ */
@@ -403,7 +409,34 @@ typedef struct eng_sample_params {
     int n_stop;
     bool stop_at_eos;    /* default true */
     int n_threads;
+    /* With a token hook (eng_hooks.token): how many of the most likely
+     * alternatives each eng_token_info carries, 0..ENG_MAX_TOP_LOGPROBS
+     * (default 0: the chosen token's logprob only). */
+    int top_logprobs;
 } eng_sample_params;
+
+#define ENG_MAX_TOP_LOGPROBS 20
+
+/* One token and its log-probability: the natural log of its probability
+ * under the model's raw distribution, softmax(logits) at temperature 1,
+ * before temperature, top-k and top-p reshape it for sampling. */
+typedef struct eng_token_prob {
+    int32_t id;
+    float logprob;
+} eng_token_prob;
+
+/* What the token hook receives for every generated token that counts in
+ * completion_tokens (the end-of-sequence token that ends a generation is
+ * not one). Everything is borrowed for the duration of the call. */
+struct eng_token_info {
+    int32_t id;                 /* the sampled token */
+    int32_t prev;               /* the token before it (eng_tokenizer_piece) */
+    float logprob;              /* of id */
+    const eng_token_prob *top;  /* the top_logprobs most likely tokens, most
+                                 * likely first (ties: lower id first) */
+    int n_top;
+    int index;                  /* 0-based position in the completion */
+};
 
 void eng_sample_params_default(eng_sample_params *p);
 

@@ -24,6 +24,12 @@
  * most likely tokens, top-p the smallest set whose mass reaches p (the
  * order Hugging Face applies them), and a seeded xorshift generator draws
  * from what is left, so a seed reproduces a generation exactly.
+ *
+ * Log-probabilities. With a token hook, every generated token is reported
+ * with its log-probability under the raw distribution (log softmax of the
+ * logits, temperature 1) and the top_logprobs most likely alternatives,
+ * before its text is streamed. Sampling never reads what this computes, so
+ * outputs are the same with or without the hook.
  */
 #include "session.h"
 #include "tokenizer.h"
@@ -185,6 +191,53 @@ static int32_t sample(const float *logits, int V, const eng_sample_params *sp,
             return c[i].id;
     }
     return c[n - 1].id; /* rounding left r == sum */
+}
+
+/* ------------------------------------------------------------------------ */
+/* Log-probabilities (the token hook)                                        */
+
+/* Reports token id sampled from logits (V) to the token hook: its log
+ * softmax at temperature 1, and the k most likely tokens, found by
+ * insertion into a small sorted array (one pass; ties keep the lower id
+ * first, as argmax does, so a greedy token is always top[0]). */
+static void report_token(const float *logits, int V, int32_t id, int32_t prev,
+                         int index, int k, const eng_hooks *h)
+{
+    eng_token_prob top[ENG_MAX_TOP_LOGPROBS];
+    eng_token_info info;
+    float mx = -INFINITY, lse;
+    double sum = 0.0;
+    int n = 0;
+
+    for (int i = 0; i < V; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
+    for (int i = 0; i < V; i++)
+        sum += expf(logits[i] - mx);
+    lse = mx + (float)log(sum);
+    k = k < 0 ? 0 : k > ENG_MAX_TOP_LOGPROBS ? ENG_MAX_TOP_LOGPROBS : k;
+    for (int i = 0; i < V && k > 0; i++) {
+        float l = logits[i];
+        int j;
+
+        if (n == k && !(l > top[n - 1].logprob))
+            continue;
+        j = n < k ? n++ : k - 1;
+        while (j > 0 && top[j - 1].logprob < l) {
+            top[j] = top[j - 1];
+            j--;
+        }
+        top[j].id = i;
+        top[j].logprob = l;
+    }
+    for (int j = 0; j < n; j++)
+        top[j].logprob -= lse;
+    info.id = id;
+    info.prev = prev;
+    info.logprob = logits[id] - lse;
+    info.top = top;
+    info.n_top = n;
+    info.index = index;
+    h->token(h->user, &info);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -409,6 +462,9 @@ static int gen_loop(gen_run *g, const eng_tokenizer *t, int32_t prev,
             return 0;
         }
         g->completion_tokens++;
+        if (h && h->token)
+            report_token(g->s->logits, c->vocab_size, next, prev,
+                         g->completion_tokens - 1, sp->top_logprobs, h);
         k = next < t->vocab_size ? eng_tokenizer_piece(t, prev, next, &piece)
                                  : 0; /* model vocab padded past the tokenizer */
         if (k > 0 && (rc = text_token(&g->text, piece, k)))
