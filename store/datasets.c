@@ -24,7 +24,8 @@ static const char SQL_GET[] =
 static const char SQL_LIST[] =
     "SELECT " DS_COLS " FROM datasets ORDER BY seq DESC LIMIT ?";
 static const char SQL_IN_USE[] =
-    "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('queued', 'running')"
+    "SELECT EXISTS (SELECT 1 FROM jobs"
+    " WHERE status IN ('queued', 'running', 'paused')"
     " AND (dataset_id = ?1 OR val_dataset_id = ?1))";
 static const char SQL_DELETE[] = "DELETE FROM datasets WHERE id = ?";
 

@@ -7,6 +7,13 @@
  *     |                  |  '--requeue_running (start-up after a crash)
  *     '--cancel--> cancelled      running --cancel--> cancel_requested = 1
  *
+ *   queued --pause--> paused --resume--> queued     running --pause/stop-->
+ *   paused --cancel--> cancelled                     control = 'pause'|'stop'
+ *   running --pause (the worker, at a step)--> paused
+ *
+ * A running job's pause and stop are requests (the control column) that
+ * its worker acts on within a step, as it does for cancel_requested.
+ *
  * Claiming is one UPDATE ... WHERE seq = (oldest highest-priority queued)
  * ... RETURNING inside BEGIN IMMEDIATE: the write lock is held from the
  * choice to the change, so no two handles, threads or processes can take the
@@ -28,12 +35,14 @@
     "hyperparameters, suffix, model, created_at, started_at, finished_at, " \
     "step, total_steps, epoch, train_loss, val_loss, tokens_per_second, " \
     "eta_seconds, error, priority, cancel_requested, worker, attempts, " \
-    "owner, shared, idempotency_key"
+    "owner, shared, idempotency_key, control, note, webhook_url, " \
+    "webhook_secret"
 
 static const char SQL_INSERT[] =
     "INSERT INTO jobs (id, status, base_model, dataset_id, val_dataset_id,"
     " hyperparameters, suffix, model, created_at, priority, owner, shared,"
-    " idempotency_key) VALUES (?,'queued',?,?,?,?,?,?,?,?,?,?,?)";
+    " idempotency_key, webhook_url, webhook_secret)"
+    " VALUES (?,'queued',?,?,?,?,?,?,?,?,?,?,?,?,?)";
 static const char SQL_BY_IDEMPOTENCY[] =
     "SELECT id FROM jobs WHERE owner = ? AND idempotency_key = ?";
 static const char SQL_DATASET_EXISTS[] =
@@ -56,11 +65,11 @@ static const char SQL_PROGRESS[] =
     " tokens_per_second = ?7, eta_seconds = ?8"
     " WHERE id = ?1 AND status = 'running'";
 static const char SQL_FINISH[] =
-    "UPDATE jobs SET status = ?2, error = ?3, finished_at = ?4"
-    " WHERE id = ?1 AND status IN ('queued', 'running')";
+    "UPDATE jobs SET status = ?2, error = ?3, finished_at = ?4, control = NULL"
+    " WHERE id = ?1 AND status IN ('queued', 'running', 'paused')";
 static const char SQL_CANCEL_QUEUED[] =
     "UPDATE jobs SET status = 'cancelled', cancel_requested = 1,"
-    " finished_at = ?2 WHERE id = ?1 AND status = 'queued'";
+    " finished_at = ?2 WHERE id = ?1 AND status IN ('queued', 'paused')";
 static const char SQL_CANCEL_RUNNING[] =
     "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'";
 /* A job whose cancel was requested before the crash ends as cancelled
@@ -68,6 +77,10 @@ static const char SQL_CANCEL_RUNNING[] =
 static const char SQL_REQUEUE_CANCELLED[] =
     "UPDATE jobs SET status = 'cancelled', finished_at = ?"
     " WHERE status = 'running' AND cancel_requested = 1";
+/* A pause asked before the crash parks the job instead. */
+static const char SQL_REQUEUE_PAUSED[] =
+    "UPDATE jobs SET status = 'paused', control = NULL, worker = ''"
+    " WHERE status = 'running' AND control = 'pause'";
 static const char SQL_REQUEUE[] =
     "UPDATE jobs SET status = 'queued', worker = '', started_at = NULL"
     " WHERE status = 'running'";
@@ -79,8 +92,8 @@ static const char SQL_QUEUE_POS[] =
 
 static bool is_status(const char *st)
 {
-    static const char *const all[] = {"queued", "running", "succeeded",
-                                      "failed", "cancelled"};
+    static const char *const all[] = {"queued", "running", "paused",
+                                      "succeeded", "failed", "cancelled"};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (!strcmp(st, all[i]))
             return true;
@@ -96,8 +109,10 @@ void store_job_done(store_job *j)
         return;
     free(j->hyperparameters);
     free(j->error);
+    free(j->note);
     j->hyperparameters = NULL;
     j->error = NULL;
+    j->note = NULL;
 }
 
 void store_job_list_free(store_job *jobs, int n)
@@ -134,8 +149,12 @@ static int read_row(sqlite3_stmt *st, store_job *j)
     store_col_text(st, 23, j->owner, sizeof(j->owner));
     j->shared = sqlite3_column_int(st, 24) != 0;
     store_col_text(st, 25, j->idempotency_key, sizeof(j->idempotency_key));
+    store_col_text(st, 26, j->control, sizeof(j->control));
+    store_col_text(st, 28, j->webhook_url, sizeof(j->webhook_url));
+    store_col_text(st, 29, j->webhook_secret, sizeof(j->webhook_secret));
     if (store_col_dup(st, 5, &j->hyperparameters) < 0 ||
-        store_col_dup(st, 18, &j->error) < 0) {
+        store_col_dup(st, 18, &j->error) < 0 ||
+        store_col_dup(st, 27, &j->note) < 0) {
         store_job_done(j);
         return -ENOMEM;
     }
@@ -275,6 +294,8 @@ int store_job_insert(store *s, const store_job *j, char *ret_existing_id)
     store_bind_text(st, 10, j->owner);
     sqlite3_bind_int(st, 11, j->shared);
     store_bind_text_or_null(st, 12, j->idempotency_key);
+    store_bind_text_or_null(st, 13, j->webhook_url);
+    store_bind_text_or_null(st, 14, j->webhook_secret);
     if ((r = run_update(s, st, NULL)) < 0)
         goto out;
     r = store_commit(s);
@@ -451,7 +472,7 @@ int store_job_cancel(store *s, const char *id, char *ret_status)
     if ((r = store_begin(s)) < 0 ||
         (r = query_status(s, id, status, sizeof(status))) < 0)
         goto out;
-    if (!strcmp(status, "queued")) {
+    if (!strcmp(status, "queued") || !strcmp(status, "paused")) {
         if ((st = store_stmt(s, SQL_CANCEL_QUEUED)))
             sqlite3_bind_int64(st, 2, store_now());
         snprintf(status, sizeof(status), "cancelled");
@@ -490,6 +511,12 @@ int store_job_requeue_running(store *s, int *ret_n)
         goto out;
     }
     sqlite3_bind_int64(st, 1, store_now());
+    if ((r = run_update(s, st, NULL)) < 0)
+        goto out;
+    if (!(st = store_stmt(s, SQL_REQUEUE_PAUSED))) {
+        r = -EIO;
+        goto out;
+    }
     if ((r = run_update(s, st, NULL)) < 0)
         goto out;
     if (!(st = store_stmt(s, SQL_REQUEUE))) {
@@ -532,6 +559,144 @@ int store_job_queue_position(store *s, const char *id, int *ret_pos)
     }
     sqlite3_reset(st);
 out:
+    store_unlock(s);
+    return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Controls (migration 0003)                                                 */
+
+static const char SQL_PAUSE_QUEUED[] =
+    "UPDATE jobs SET status = 'paused' WHERE id = ? AND status = 'queued'";
+static const char SQL_CONTROL_RUNNING[] =
+    "UPDATE jobs SET control = ?2 WHERE id = ?1 AND status = 'running'";
+static const char SQL_STOP_PAUSED[] =
+    "UPDATE jobs SET status = 'queued', control = 'stop'"
+    " WHERE id = ? AND status = 'paused'";
+static const char SQL_PAUSE_DONE[] =
+    "UPDATE jobs SET status = 'paused', control = NULL, eta_seconds = -1"
+    " WHERE id = ? AND status = 'running'";
+static const char SQL_RESUME[] =
+    "UPDATE jobs SET status = 'queued' WHERE id = ? AND status = 'paused'";
+static const char SQL_PRIORITY[] =
+    "UPDATE jobs SET priority = ?2 WHERE id = ?1"
+    " AND status IN ('queued', 'running', 'paused')";
+static const char SQL_NOTE[] = "UPDATE jobs SET note = ?2 WHERE id = ?1";
+static const char SQL_COUNT[] = "SELECT count(*) FROM jobs WHERE status = ?";
+
+/* Picks the statement for action on a job in status; NULL: not allowed. */
+static const char *control_sql(const char *action, const char *status,
+                               char *ret_status)
+{
+    bool pause = !strcmp(action, "pause");
+    if (!strcmp(status, "running"))
+        return SQL_CONTROL_RUNNING;
+    if (pause && !strcmp(status, "queued")) {
+        snprintf(ret_status, 16, "paused");
+        return SQL_PAUSE_QUEUED;
+    }
+    if (pause && !strcmp(status, "paused"))
+        return SQL_STATUS;   /* already paused: nothing to change */
+    if (!pause && !strcmp(status, "paused")) {
+        snprintf(ret_status, 16, "queued");
+        return SQL_STOP_PAUSED;
+    }
+    return NULL;
+}
+
+int store_job_control(store *s, const char *id, const char *action,
+                      char *ret_status)
+{
+    if (!id || !action || (strcmp(action, "stop") && strcmp(action, "pause")))
+        return -EINVAL;
+    char status[16];
+    int r;
+    const char *sql;
+    sqlite3_stmt *st = NULL;
+    store_lock(s);
+    if ((r = store_begin(s)) < 0 ||
+        (r = query_status(s, id, status, sizeof(status))) < 0)
+        goto out;
+    if (!(sql = control_sql(action, status, status))) {
+        r = -EBUSY;
+        goto out;
+    }
+    if (!(st = store_stmt(s, sql))) {
+        r = -EIO;
+        goto out;
+    }
+    store_bind_text(st, 1, id);
+    if (sql == SQL_CONTROL_RUNNING)
+        store_bind_text(st, 2, action);
+    if (sql == SQL_STATUS) {
+        sqlite3_step(st);
+        sqlite3_reset(st);
+    } else if ((r = run_update(s, st, NULL)) < 0) {
+        goto out;
+    }
+    r = store_commit(s);
+out:
+    if (r < 0)
+        store_rollback(s);
+    store_unlock(s);
+    if (r == 0 && ret_status)
+        memcpy(ret_status, status, sizeof(status));
+    return r;
+}
+
+/* Runs a one-id UPDATE (plus an optional text or int second parameter);
+ * -EBUSY/-ENOENT when it matched nothing. */
+static int update_one(store *s, const char *sql, const char *id,
+                      const char *text2, const int *int2)
+{
+    if (!id)
+        return -EINVAL;
+    int r, changed = 0;
+    store_lock(s);
+    sqlite3_stmt *st = store_stmt(s, sql);
+    if (!st) {
+        r = -EIO;
+        goto out;
+    }
+    store_bind_text(st, 1, id);
+    if (int2)
+        sqlite3_bind_int(st, 2, *int2);
+    else if (sql == SQL_NOTE)
+        store_bind_text_or_null(st, 2, text2 ? text2 : "");
+    r = run_update(s, st, &changed);
+    if (r == 0 && !changed)
+        r = why_unchanged(s, id);
+out:
+    store_unlock(s);
+    return r;
+}
+
+int store_job_pause(store *s, const char *id)
+{
+    return update_one(s, SQL_PAUSE_DONE, id, NULL, NULL);
+}
+
+int store_job_resume(store *s, const char *id)
+{
+    return update_one(s, SQL_RESUME, id, NULL, NULL);
+}
+
+int store_job_set_priority(store *s, const char *id, int priority)
+{
+    return update_one(s, SQL_PRIORITY, id, NULL, &priority);
+}
+
+int store_job_set_note(store *s, const char *id, const char *note)
+{
+    return update_one(s, SQL_NOTE, id, note, NULL);
+}
+
+int store_job_count(store *s, const char *status, int *ret_n)
+{
+    if (!status || !ret_n || !is_status(status))
+        return -EINVAL;
+    store_lock(s);
+    int r = query_int(s, SQL_COUNT, status, ret_n);
     store_unlock(s);
     return r;
 }

@@ -67,7 +67,8 @@ int store_dataset_delete(store *s, const char *id);
 
 typedef struct store_job {
     char id[48];              /* "job_" + 24 hex */
-    char status[16];          /* queued|running|succeeded|failed|cancelled */
+    char status[16];          /* queued|running|paused|succeeded|failed|
+                                 cancelled */
     char base_model[128];
     char dataset_id[48];
     char val_dataset_id[48];  /* "" if none */
@@ -89,6 +90,11 @@ typedef struct store_job {
     char owner[48];
     bool shared;
     char idempotency_key[128];
+    /* migration 0003 */
+    char control[8];          /* "" | "stop" | "pause": asked of the worker */
+    char *note;               /* malloc'd sentence or NULL */
+    char webhook_url[1024];   /* "" if none */
+    char webhook_secret[256]; /* "" if none (the server's secret applies) */
 } store_job;
 
 void store_job_done(store_job *j);           /* frees the malloc'd fields */
@@ -122,6 +128,32 @@ int store_job_requeue_running(store *s, int *ret_n);
 /* Number of queued jobs ahead of id (0 = next); -ENOENT if not queued. */
 int store_job_queue_position(store *s, const char *id, int *ret_pos);
 
+/* Controls (migration 0003). Status changes:
+ *   queued  --pause-->  paused            running --pause--> control "pause"
+ *   paused  --resume--> queued                     (worker: store_job_pause)
+ *   paused  --stop-->   queued + control "stop"   (resumes, saves, succeeds)
+ *   running --stop-->   control "stop"
+ *   paused  --cancel--> cancelled (store_job_cancel)
+ * store_job_control: action is "stop" or "pause". -EBUSY when the job's
+ * status does not allow it (finished; stop of a queued job that never ran);
+ * -ENOENT if absent. *ret_status (16 bytes, may be NULL) gets the status
+ * after the call. */
+int store_job_control(store *s, const char *id, const char *action,
+                      char *ret_status);
+/* The worker parks a running job: status paused, control cleared, worker
+ * and progress kept. -EBUSY unless running. */
+int store_job_pause(store *s, const char *id);
+/* paused -> queued (control kept, so a pending stop still applies); -EBUSY
+ * unless paused. */
+int store_job_resume(store *s, const char *id);
+/* Sets the priority of a job that has not finished (-EBUSY otherwise); the
+ * queue takes higher priorities first, FIFO within one. */
+int store_job_set_priority(store *s, const char *id, int priority);
+/* Sets (or with NULL clears) the job's note. */
+int store_job_set_note(store *s, const char *id, const char *note);
+/* Number of jobs with this status (queued, running, ...). */
+int store_job_count(store *s, const char *status, int *ret_n);
+
 /* ------------------------------------------------------------------------ */
 /* Events and metrics                                                        */
 
@@ -153,6 +185,63 @@ typedef struct store_metric {
 int store_metric_add(store *s, const char *job_id, const store_metric *m);
 int store_metric_list(store *s, const char *job_id, store_metric **ret,
                       int *ret_n);
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints (migration 0003)                                              */
+
+typedef struct store_checkpoint {
+    char job_id[48];
+    int step;
+    char path[512];           /* folder, relative to the data dir */
+    double train_loss, val_loss, val_accuracy;  /* NaN where not measured */
+    int64_t created_at;
+} store_checkpoint;
+
+/* Records a checkpoint; the same (job, step) again replaces the row. */
+int store_checkpoint_add(store *s, const store_checkpoint *c);
+/* Checkpoints of a job by step, ascending. *ret is malloc'd (free()). */
+int store_checkpoint_list(store *s, const char *job_id,
+                          store_checkpoint **ret, int *ret_n);
+int store_checkpoint_get(store *s, const char *job_id, int step,
+                         store_checkpoint *ret);
+/* Forgets one checkpoint (-ENOENT if absent) or all of a job's. */
+int store_checkpoint_delete(store *s, const char *job_id, int step);
+int store_checkpoint_delete_all(store *s, const char *job_id);
+
+/* ------------------------------------------------------------------------ */
+/* Webhook deliveries (migration 0003)                                       */
+
+/* A trigger queues one delivery when a job with a webhook_url reaches
+ * succeeded, failed or cancelled (one per job and terminal state). */
+typedef struct store_webhook {
+    int64_t seq;
+    char job_id[48];
+    char event[16];           /* the terminal status */
+    char url[1024];
+    char *body;               /* malloc'd JSON, NULL before the 1st attempt */
+    char state[16];           /* pending | delivered | failed */
+    int attempts;
+    int64_t next_at;          /* next attempt (pending) */
+    int last_status;          /* HTTP status of the last attempt, 0 none */
+    char last_error[256];
+    int64_t created_at, delivered_at;
+} store_webhook;
+
+void store_webhook_done(store_webhook *w);
+void store_webhook_list_free(store_webhook *w, int n);
+/* The oldest pending delivery due at now; -ENOENT when none. */
+int store_webhook_next_due(store *s, int64_t now, store_webhook *ret);
+/* Time of the earliest pending attempt; -ENOENT when none. */
+int store_webhook_next_time(store *s, int64_t *ret);
+/* Fixes the body of a delivery (first attempt). */
+int store_webhook_set_body(store *s, int64_t seq, const char *body);
+/* Records an attempt: delivered when ok, else pending again at next_at, or
+ * failed (given up) when next_at is 0. error may be NULL. */
+int store_webhook_attempted(store *s, int64_t seq, bool ok, int http_status,
+                            const char *error, int64_t next_at);
+/* Deliveries of a job, oldest first. */
+int store_webhook_list(store *s, const char *job_id, store_webhook **ret,
+                       int *ret_n);
 
 /* ------------------------------------------------------------------------ */
 /* API keys and usage (migration 0002)                                       */
@@ -212,5 +301,39 @@ int store_key_usage_list(store *s, store_key_usage **ret, int *ret_n);
  * Holds this handle's mutex for the duration. -EIO with store_last_error
  * set on failure. */
 int store_backup(store *s, const char *dest_path);
+
+/* ------------------------------------------------------------------------ */
+/* Ownership (owners.c)                                                      */
+
+/* A dataset or job is visible to owner (an API key id) when its owner
+ * column is owner or it is shared; owner NULL (an admin, or keys off) sees
+ * everything. An invisible row is -ENOENT, like a missing one. */
+int store_dataset_get_for(store *s, const char *id, const char *owner,
+                          store_dataset *ret);
+int store_job_get_for(store *s, const char *id, const char *owner,
+                      store_job *ret);
+/* Visible rows, newest first; limit counts visible rows. *ret is malloc'd
+ * (free() / store_job_list_free()). status may be NULL (all). */
+int store_dataset_list_for(store *s, const char *owner, int limit,
+                           store_dataset **ret, int *ret_n);
+int store_job_list_for(store *s, const char *owner, const char *status,
+                       int limit, store_job **ret, int *ret_n);
+/* Shares a row with the team, or makes it private again; -ENOENT if
+ * absent. (Callers check ownership first.) */
+int store_dataset_set_shared(store *s, const char *id, bool shared);
+int store_job_set_shared(store *s, const char *id, bool shared);
+/* An owner's jobs in flight (queued, running, paused) and the bytes of its
+ * datasets, for the per-key quotas. */
+int store_owner_totals(store *s, const char *owner, int *ret_jobs_in_flight,
+                       int64_t *ret_dataset_bytes);
+
+#define STORE_MAX_STATUSES 8
+typedef struct store_job_counts {
+    int n;                               /* statuses present */
+    char status[STORE_MAX_STATUSES][16];
+    int64_t count[STORE_MAX_STATUSES];
+} store_job_counts;
+/* Number of jobs per status (statuses without jobs are absent). */
+int store_job_status_counts(store *s, store_job_counts *ret);
 
 #endif
