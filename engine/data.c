@@ -125,8 +125,14 @@ int eng_chat_render_default(const eng_message *msgs, int n,
 /* ------------------------------------------------------------------------ */
 /* Tokens and masks                                                          */
 
+/* How a text is encoded: BOS or not, special-token text parsed or not. */
+typedef struct enc_opts {
+    bool add_bos;
+    bool parse_special;
+} enc_opts;
+
 static int encode_alloc(const eng_tokenizer *t, const char *text, size_t len,
-                        int extra, int32_t **ret_ids, int *ret_n)
+                        enc_opts eo, int extra, int32_t **ret_ids, int *ret_n)
 {
     int cap = (int)(len < 1u << 28 ? len : 1u << 28) + 4 + extra, n = 0, rc;
     int32_t *ids;
@@ -135,8 +141,8 @@ static int encode_alloc(const eng_tokenizer *t, const char *text, size_t len,
         ids = malloc((size_t)cap * sizeof(*ids));
         if (!ids)
             return -ENOMEM;
-        rc = eng_tokenizer_encode(t, text, len, t->add_bos_default, false, ids,
-                                  cap - extra, &n);
+        rc = eng_tokenizer_encode(t, text, len, eo.add_bos, eo.parse_special,
+                                  ids, cap - extra, &n);
         if (rc || n <= cap - extra)
             break;
         free(ids);
@@ -190,17 +196,18 @@ static int mask_by_offsets(const eng_tokenizer *t, const char *text,
 /* Fallback: a span covers tokens [count(prefix before it), count(prefix
  * through it)). */
 static int mask_by_prefixes(const eng_tokenizer *t, const char *text, int n,
-                            const span *sp, int ns, uint8_t *mask)
+                            enc_opts eo, const span *sp, int ns,
+                            uint8_t *mask)
 {
     if (n > 0)
         memset(mask, 0, (size_t)n);
     for (int s = 0; s < ns; s++) {
         int a = 0, b = 0, rc;
 
-        if ((rc = eng_tokenizer_encode(t, text, sp[s].start, t->add_bos_default,
-                                       false, NULL, 0, &a)) ||
-            (rc = eng_tokenizer_encode(t, text, sp[s].end, t->add_bos_default,
-                                       false, NULL, 0, &b)))
+        if ((rc = eng_tokenizer_encode(t, text, sp[s].start, eo.add_bos,
+                                       eo.parse_special, NULL, 0, &a)) ||
+            (rc = eng_tokenizer_encode(t, text, sp[s].end, eo.add_bos,
+                                       eo.parse_special, NULL, 0, &b)))
             return rc;
         for (int i = a; i < b && i < n; i++)
             mask[i] = 1;
@@ -209,25 +216,26 @@ static int mask_by_prefixes(const eng_tokenizer *t, const char *text, int n,
 }
 
 /* Encodes text (+ EOS) and builds the mask; truncates to max_len. */
-static int tokenize_masked(const eng_tokenizer *t, const char *text,
-                           size_t len, const span *sp, int ns, bool add_eos,
-                           int max_len, eng_example *ret)
+static int tokenize_masked_eo(const eng_tokenizer *t, const char *text,
+                              size_t len, enc_opts eo, const span *sp,
+                              int ns, bool add_eos, int max_len,
+                              eng_example *ret)
 {
     int32_t *ids = NULL;
     uint8_t *mask = NULL;
     int n = 0, first, rc;
 
     add_eos = add_eos && t->eos_id >= 0;
-    if ((rc = encode_alloc(t, text, len, 1, &ids, &n)))
+    if ((rc = encode_alloc(t, text, len, eo, 1, &ids, &n)))
         return rc;
     mask = malloc((size_t)n + 1);
     if (!mask) {
         rc = -ENOMEM;
         goto out;
     }
-    first = n > 0 && t->add_bos_default && t->bos_id >= 0 && ids[0] == t->bos_id;
+    first = n > 0 && eo.add_bos && t->bos_id >= 0 && ids[0] == t->bos_id;
     if (mask_by_offsets(t, text, len, ids, n, first, sp, ns, mask) &&
-        (rc = mask_by_prefixes(t, text, n, sp, ns, mask)))
+        (rc = mask_by_prefixes(t, text, n, eo, sp, ns, mask)))
         goto out;
     if (first)
         mask[0] = 0; /* nothing predicts the first token */
@@ -245,6 +253,15 @@ out:
     free(ids);
     free(mask);
     return rc;
+}
+
+static int tokenize_masked(const eng_tokenizer *t, const char *text,
+                           size_t len, const span *sp, int ns, bool add_eos,
+                           int max_len, eng_example *ret)
+{
+    enc_opts eo = { t->add_bos_default, false };
+
+    return tokenize_masked_eo(t, text, len, eo, sp, ns, add_eos, max_len, ret);
 }
 
 static int from_completion(const eng_tokenizer *t, const eng_record *rec,
@@ -322,5 +339,120 @@ int eng_example_from_record(const eng_tokenizer *t, const eng_record *rec,
     }
     if (!rc)
         *ret = ex;
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Model chat templates                                                      */
+
+/* Text of token id as decoded into buf, or NULL when there is none. */
+static const char *special_text(const eng_tokenizer *t, int32_t id, char *buf,
+                                size_t cap)
+{
+    const char *p;
+    int k;
+
+    if (id < 0)
+        return NULL;
+    k = eng_tokenizer_piece(t, -1, id, &p);
+    if (k <= 0 || (size_t)k >= cap)
+        return NULL;
+    memcpy(buf, p, (size_t)k);
+    buf[k] = '\0';
+    return buf;
+}
+
+static int render_first(const eng_tokenizer *t, const char *tmpl,
+                        const eng_record *rec, int n, bool add_gen,
+                        char **ret, char *err, size_t errlen)
+{
+    eng_chat_params p;
+    char bos[128], eos[128];
+
+    eng_chat_params_default(&p);
+    p.add_generation_prompt = add_gen;
+    p.bos_token = special_text(t, t->bos_id, bos, sizeof bos);
+    p.eos_token = special_text(t, t->eos_id, eos, sizeof eos);
+    return eng_chat_template_render(tmpl, rec->messages, n, &p, ret, err,
+                                    errlen);
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The span of assistant turn i in the full text: what the template adds
+ * after the generation prompt, when rendering is prefix-stable; else the
+ * turn's content found after *cursor. */
+static int turn_span(const eng_tokenizer *t, const char *tmpl,
+                     const eng_record *rec, int i, const char *full,
+                     size_t *cursor, span *ret, char *err, size_t errlen)
+{
+    char *before = NULL, *through = NULL;
+    const char *c = rec->messages[i].content ? rec->messages[i].content : "";
+    int rc;
+
+    if ((rc = render_first(t, tmpl, rec, i, true, &before, err, errlen)) ||
+        (rc = render_first(t, tmpl, rec, i + 1, false, &through, err,
+                           errlen)))
+        goto out;
+    if (starts_with(through, before) && starts_with(full, through) &&
+        strlen(before) >= *cursor) {
+        *ret = (span){ strlen(before), strlen(through) };
+    } else {
+        const char *p = *c ? strstr(full + *cursor, c) : NULL;
+
+        rc = p ? 0 : -ENOENT; /* the template dropped the turn: no loss */
+        if (p)
+            *ret = (span){ (size_t)(p - full), (size_t)(p - full) + strlen(c) };
+    }
+    if (!rc)
+        *cursor = ret->end;
+out:
+    free(before);
+    free(through);
+    return rc;
+}
+
+int eng_example_from_chat_template(const eng_tokenizer *t, const char *tmpl,
+                                   const eng_record *rec, int max_len,
+                                   eng_example *ret, char *err,
+                                   size_t errlen)
+{
+    char *full = NULL, bos[128];
+    span *sp = NULL;
+    size_t cursor = 0;
+    int ns = 0, rc;
+    enc_opts eo = { false, true };
+    const char *bt;
+
+    if (!t || !rec || !ret || rec->kind != ENG_REC_CHAT ||
+        rec->n_messages <= 0 || !rec->messages)
+        return -EINVAL;
+    if (!tmpl)
+        return eng_example_from_record(t, rec, max_len, ret);
+    if (!(sp = malloc((size_t)rec->n_messages * sizeof(*sp))))
+        return -ENOMEM;
+    if ((rc = render_first(t, tmpl, rec, rec->n_messages, false, &full, err,
+                           errlen)))
+        goto out;
+    for (int i = 0; i < rec->n_messages; i++) {
+        if (strcmp(rec->messages[i].role, "assistant"))
+            continue;
+        rc = turn_span(t, tmpl, rec, i, full, &cursor, &sp[ns], err, errlen);
+        if (rc == -ENOENT)
+            continue;
+        if (rc)
+            goto out;
+        ns++;
+    }
+    bt = special_text(t, t->bos_id, bos, sizeof bos);
+    eo.add_bos = t->add_bos_default && !(bt && starts_with(full, bt));
+    rc = tokenize_masked_eo(t, full, strlen(full), eo, sp, ns, false, max_len,
+                            ret);
+out:
+    free(full);
+    free(sp);
     return rc;
 }

@@ -470,6 +470,76 @@ int eng_generate_ids(eng_model *m, const eng_adapter *a,
 void eng_generation_done(eng_generation *g);
 
 /* ------------------------------------------------------------------------ */
+/* Probing, chat-template training, export (model_probe.c, data.c, export.c) */
+
+/* What a model file says about itself, read without loading the weights
+ * (config.json and the safetensors header, or GGUF metadata and tensor
+ * infos), for listing many models cheaply. */
+typedef struct eng_model_info {
+    eng_config cfg;
+    int64_t n_params;        /* from the config (same count as a load) */
+    char format[8];          /* "hf", "gguf" or "llama2c" */
+    char dtype[8];           /* stored dtype of the first layer's q weight:
+                              * "F32", "F16", "BF16", "Q8_0", "Q4_0", ... */
+    bool has_chat_template;
+    eng_chat_family chat_family;
+} eng_model_info;
+
+/* Probes path (a Hugging Face folder, a GGUF file or a llama2.c
+ * checkpoint). Errors as eng_model_load; nothing stays mapped. */
+int eng_model_probe(const char *path, eng_model_info *ret, char *err,
+                    size_t errlen);
+
+/* The tokenizer's chat template (borrowed, lives as long as t), or NULL. */
+const char *eng_tokenizer_chat_template(const eng_tokenizer *t);
+
+/* Tokenizes a chat record rendered by the Jinja template tmpl (as
+ * eng_chat_template_render, with bos/eos texts from t), the way
+ * transformers' apply_chat_template(tokenize=True) encodes it: special
+ * tokens parsed, BOS added only when t wants one and the text does not
+ * already start with it. Loss covers each assistant turn: the text the
+ * template adds between the conversation before that turn rendered with
+ * the generation prompt and the conversation through that turn (content
+ * and end-of-turn marker). Template errors are -EINVAL with err set. */
+int eng_example_from_chat_template(const eng_tokenizer *t, const char *tmpl,
+                                   const eng_record *rec, int max_len,
+                                   eng_example *ret, char *err,
+                                   size_t errlen);
+
+/* Adapter export and import. Tuna's adapters are stored in the layout of
+ * the base model as loaded: for a base with interleaved RoPE (a llama or
+ * mistral GGUF, a llama2.c checkpoint) the q/k rows are in llama.cpp's
+ * permuted order. PEFT and merged Hugging Face outputs are always in
+ * Hugging Face's (rotate_half) order; GGUF adapters in llama.cpp's order
+ * (q/k permuted for llama/mistral, as convert_lora_to_gguf.py does). */
+
+/* Writes dir/adapter_config.json and dir/adapter_model.safetensors in
+ * Hugging Face order (PEFT loads them). dir must exist. */
+int eng_adapter_export_peft(const eng_model *m, const eng_adapter *a,
+                            const char *dir, const char *base_name,
+                            char *err, size_t errlen);
+/* Loads a PEFT adapter folder written for m's architecture in Hugging
+ * Face order, checking every tensor's shape (err names the first bad or
+ * missing tensor and both shapes: -EINVAL), into m's layout. */
+int eng_adapter_import_peft(const eng_model *m, const char *dir,
+                            eng_adapter **ret, char *err, size_t errlen);
+/* Writes a GGUF LoRA adapter llama.cpp loads with --lora: general.type
+ * "adapter", adapter.type "lora", adapter.lora.alpha, general.architecture
+ * ("qwen2" or "llama"), F32 tensors blk.N.<attn_q|attn_k|attn_v|
+ * attn_output|ffn_gate|ffn_up|ffn_down>.weight.lora_a (ne [in, rank]) and
+ * .lora_b (ne [rank, out]). Written atomically. */
+int eng_adapter_export_gguf(const eng_model *m, const eng_adapter *a,
+                            const char *path, const char *name, char *err,
+                            size_t errlen);
+/* Writes a Hugging Face folder of m with a merged in (W + scale B A; a may
+ * be NULL): dir/config.json and dir/model.safetensors in F32 (dtype
+ * ENG_DT_F32) or BF16/F16, q/k rows in Hugging Face order. Streams tensor
+ * by tensor (memory: one tensor). dir must exist. */
+int eng_model_export_hf(const eng_model *m, const eng_adapter *a,
+                        int dtype, const char *dir, int32_t bos_id,
+                        int32_t eos_id, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
 /* Threads                                                                   */
 
 /* Sets the thread count of the calling thread's engine work (BLAS included).

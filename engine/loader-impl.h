@@ -65,6 +65,15 @@ int eng_ld_check_limits(const eng_config *c, char *err, size_t errlen);
 /* The model's view of a finished load: eng_model_finish() with a message. */
 int eng_ld_finish(eng_model *m, char *err, size_t errlen);
 
+/* Probing without weights (model_probe.c): config.json of a Hugging Face
+ * folder; a GGUF file's config, the ggml type name of blk.0.attn_q.weight
+ * into dtype, and a malloc'd copy of tokenizer.chat_template (or NULL). */
+int eng_ld_hf_config(const char *dir, eng_config *ret, char *err,
+                     size_t errlen);
+int eng_ld_gguf_probe(const char *path, eng_config *ret, char *dtype,
+                      size_t dlen, char **ret_chat_template, char *err,
+                      size_t errlen);
+
 /* printf-style one-line message into an optional err buffer. */
 void eng_ld_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

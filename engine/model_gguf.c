@@ -491,3 +491,45 @@ out:
     gguf_meta_free(meta);
     return rc;
 }
+
+int eng_ld_gguf_probe(const char *path, eng_config *ret, char *dtype,
+                      size_t dlen, char **ret_chat_template, char *err,
+                      size_t errlen)
+{
+    static const struct { uint32_t type; const char *name; } names[] = {
+        {0, "F32"}, {1, "F16"}, {2, "Q4_0"}, {3, "Q4_1"}, {8, "Q8_0"},
+        {10, "Q2_K"}, {11, "Q3_K"}, {12, "Q4_K"}, {13, "Q5_K"}, {14, "Q6_K"},
+        {30, "BF16"},
+    };
+    gguf_meta *meta = NULL;
+    gg_file f = { 0 };
+    const gg_tensor *q;
+    gguf_str s;
+    void *map = NULL;
+    size_t len = 0;
+    int rc;
+
+    *ret_chat_template = NULL;
+    if ((rc = map_file(path, &map, &len, err, errlen)))
+        return rc;
+    if ((rc = gguf_meta_parse(map, len, &meta, err, errlen)))
+        goto out;
+    f.meta = meta;
+    if ((rc = read_infos(&f, err, errlen)) ||
+        (rc = gguf_config(&f, ret, err, errlen)))
+        goto out;
+    snprintf(dtype, dlen, "?");
+    if ((q = find(&f, "blk.0.attn_q.weight")))
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (names[i].type == q->type)
+                snprintf(dtype, dlen, "%s", names[i].name);
+    if (!gguf_meta_get_str(meta, "tokenizer.chat_template", &s) &&
+        !(*ret_chat_template = gguf_str_dup(s)))
+        rc = -ENOMEM;
+out:
+    if (map)
+        munmap(map, len);
+    free(f.t);
+    gguf_meta_free(meta);
+    return rc;
+}

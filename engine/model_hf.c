@@ -480,3 +480,15 @@ out:
     cJSON_Delete(cj);
     return rc;
 }
+
+int eng_ld_hf_config(const char *dir, eng_config *ret, char *err,
+                     size_t errlen)
+{
+    cJSON *cj = NULL;
+    int rc = read_json(dir, "config.json", &cj, err, errlen);
+
+    if (!rc)
+        rc = hf_config(cj, ret, err, errlen);
+    cJSON_Delete(cj);
+    return rc;
+}

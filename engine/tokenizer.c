@@ -52,6 +52,10 @@ void eng_tokenizer_unref(eng_tokenizer *t)
 
 int eng_tokenizer_vocab_size(const eng_tokenizer *t) { return t->vocab_size; }
 int32_t eng_tokenizer_bos(const eng_tokenizer *t) { return t->bos_id; }
+const char *eng_tokenizer_chat_template(const eng_tokenizer *t)
+{
+    return t ? t->chat_template : NULL;
+}
 int32_t eng_tokenizer_eos(const eng_tokenizer *t) { return t->eos_id; }
 
 /* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
