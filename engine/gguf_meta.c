@@ -446,7 +446,12 @@ int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i)
     if (decode_num(kv->arr_type, kv->data + i * sz, &iv, &uv, &fv, &is_int,
                    &neg) < 0)
         return 0;
-    return is_int ? iv : (int64_t)fv;
+    if (is_int)
+        return iv;
+    /* Casting NaN or a float out of range is undefined: saturate. */
+    if (!(fv > -9223372036854775808.0 && fv < 9223372036854775808.0))
+        return fv > 0 ? INT64_MAX : fv < 0 ? INT64_MIN : 0;
+    return (int64_t)fv;
 }
 
 int gguf_arr_strings(const gguf_kv *kv, gguf_str *out)

@@ -16,7 +16,7 @@
  *  - the stored file loads for training with one example per row.
  * Both rows and files are deleted afterwards.
  */
-#include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/fuzz_api.h"
 
 #include "api/api-impl.h"
 

@@ -18,6 +18,7 @@
  */
 #include "tests/fuzz/fuzz.h"
 
+#include "engine/engine.h"
 #include "engine/gguf_meta.h"
 
 static void put(uint8_t **p, const void *src, size_t n)

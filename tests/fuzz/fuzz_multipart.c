@@ -16,7 +16,7 @@
  * extracting again gives the same bytes and file name (a round trip; a part
  * that contains its own delimiter cannot be framed and is skipped).
  */
-#include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/fuzz_api.h"
 
 #include "api/api-impl.h"
 

@@ -16,7 +16,7 @@
  * with a number out of double range are left out of the round-trip (cJSON
  * turns them into infinity and prints null).
  */
-#include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/fuzz_api.h"
 
 #include "api/api-impl.h"
 

@@ -20,7 +20,7 @@
  * query string round-trips: the pairs api_query_next() decodes, percent-
  * encoded again and re-parsed, decode to the same pairs (systemd style).
  */
-#include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/fuzz_api.h"
 
 #include "api/api-impl.h"
 

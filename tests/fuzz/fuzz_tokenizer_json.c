@@ -16,6 +16,8 @@
  */
 #include "tests/fuzz/fuzz.h"
 
+#include "engine/engine.h"
+
 #include <cjson/cJSON.h>
 
 static const char *const probes[] = {

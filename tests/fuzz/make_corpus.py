@@ -614,6 +614,71 @@ def tokenizer_encode():
     put("tokenizer_encode", "empty", b"\x05")
 
 
+# ---------------------------------------------------------------------------
+# chat_template: byte 0 flags | template [\0 messages_json [\0 kwargs_json]]
+
+CT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                       "data", "chat_templates")
+
+
+def chat_template():
+    tdir = os.path.join(CT_DATA, "templates")
+    if not os.path.isdir(tdir):
+        return
+
+    def rd(*p):
+        with open(os.path.join(CT_DATA, *p), "rb") as f:
+            return f.read()
+    pairs = {"chatml": ("unicode.json", None),
+             "qwen3": ("qwen3_tools.json", "tools.json"),
+             "llama3.1": ("llama31_tools.json", "builtin_tools.json"),
+             "command-r": ("sua.json", "date.json"),
+             "gemma3": ("multimodal.json", None)}
+    for i, name in enumerate(sorted(os.listdir(tdir))):
+        base = name[:-len(".jinja")]
+        flags = bytes([(i & 1) | 2 | ((i % 3) << 2)])
+        t = rd("templates", name)
+        put("chat_template", base, flags + t)
+        if base in pairs:
+            m, k = pairs[base]
+            extra = b"\0" + rd("messages", m)
+            if k:
+                extra += b"\0" + rd("kwargs", k)
+            put("chat_template", base + "_json", flags + t + extra)
+    nasty = {
+        "loop_bomb": "{% for i in range(100000) %}{% for j in range(100000)"
+                     " %}x{% endfor %}{% endfor %}",
+        "string_bomb": "{{ 'x' * 1000000000 }}",
+        "recursion": "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+        "deep_parens": "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}",
+        "deep_blocks": "{% if true %}" * 400 + "x" + "{% endif %}" * 400,
+        "namespace": "{% set ns = namespace(n=0) %}{% for m in messages %}"
+                     "{% set ns.n = ns.n + m.content|length %}{% endfor %}"
+                     "{{ ns.n }}{{ messages|tojson(indent=2) }}",
+        "filters": "{{ messages[0].content|upper|replace('A','b')|trim|"
+                   "truncate(5) }}{{ (messages|map(attribute='role')|list)"
+                   "|join(',') }}{{ messages|selectattr('role','equalto',"
+                   "'user')|list|length }}{{ 'a,b'.split(',')[-1] }}"
+                   "{{ '%d'|format(3) }}{{ 1/0 }}",
+        "slices": "{{ messages[::-1][0]['content'][1:-1] }}{{ 'abc'[10:] }}"
+                  "{{ [1,2,3][-100] }}{{ 9223372036854775807 + 1 }}"
+                  "{{ -9223372036854775808 // -1 }}{{ 2 ** 1000 }}",
+        "raise": "{{ raise_exception('nope ' ~ messages|length) }}",
+        "unterminated": "{% for m in messages %}{{ m.content",
+        "bad_utf8": b"{{ '\xff\xfe' }}\xc3",
+        "strftime": "{{ strftime_now('%Y-%m-%d %H:%M:%S %%n') }}",
+        "loopvars": "{% for m in messages %}{{ loop.index }}{{ loop.revindex"
+                    "0 }}{{ loop.cycle('a','b') }}{% if loop.last %}{% break"
+                    " %}{% endif %}{% continue %}{% endfor %}",
+        "dict_ops": "{% set d = {'a': 1, 'b': [1, {'c': none}]} %}{{ d|tojson"
+                    " }}{{ d.items()|list }}{{ d.get('z', 'dflt') }}"
+                    "{{ d|dictsort }}{{ d.keys()|sort|reverse|first }}",
+    }
+    for k, v in nasty.items():
+        put("chat_template", "nasty_" + k,
+            b"\x03" + (v if isinstance(v, bytes) else v.encode()))
+
+
 def main():
     router()
     request_json()
@@ -623,6 +688,7 @@ def main():
     gguf_corpus()
     tokenizer_json()
     tokenizer_encode()
+    chat_template()
 
 
 if __name__ == "__main__":
