@@ -28,6 +28,7 @@ typedef struct api_call {
     api_response *res;
     char id[64];          /* the {id} segment, validated */
     cJSON *json;          /* parsed body for API_BODY_JSON routes, else NULL */
+    bool dry_run;         /* POST /jobs preflight: store and queue nothing */
 } api_call;
 
 typedef void (*api_handler)(api_call *c);
@@ -143,7 +144,14 @@ int api_record_parse(const cJSON *obj, api_format *ret_fmt, eng_record *rec,
 int api_dataset_ingest(api_ctx *ctx, FILE *in, const char *name,
                        store_dataset *ret, api_ds_error *e);
 
+/* Like api_dataset_ingest, but keeps the validated file as a temp file and
+ * stores no row: ret->id is "", ret->path the file's path (the caller
+ * unlinks it). For dry runs. */
+int api_dataset_ingest_temp(api_ctx *ctx, FILE *in, const char *name,
+                            store_dataset *ret, api_ds_error *e);
+
 /* Reads the request body as a JSONL dataset: raw or multipart (part "file").
+ * With c->dry_run, nothing is stored (see api_dataset_ingest_temp).
  * Writes the error reply itself and returns -1 on failure. */
 int api_dataset_from_request(api_call *c, const char *name,
                              store_dataset *ret);
@@ -182,6 +190,66 @@ int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
 
 /* The default base model's name. */
 const char *api_default_base(api_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Event streams, preflight, "auto" hyperparameters (events.c, preflight.c,  */
+/* hparams.c)                                                                */
+
+/* One event as the JSON list and the SSE stream show it. */
+cJSON *api_event_json(const store_event *e);
+/* Whether GET /jobs/{id}/events asks for SSE (?stream=true or Accept). */
+bool api_events_want_stream(const api_call *c);
+/* Answers with the SSE stream of job c->id's events. */
+void api_events_stream(api_call *c);
+
+/* The hyperparameters that accept "auto" (NULL-terminated). */
+extern const char *const api_hparam_auto_names[];
+/* Replaces each "auto" of epochs, learning_rate and batch_size in hp (as
+ * api_hparams_validate returned it) with the value chosen for base model m
+ * and n_train training rows, and adds "auto": [the names chosen]. 0 or
+ * -ENOMEM. */
+int api_hparams_resolve_auto(cJSON *hp, const eng_model *m, int64_t n_train);
+/* The learning rate "auto" picks for m (LoRA, or full finetuning). */
+double api_hparams_auto_lr(const eng_model *m, bool full_finetune);
+
+/* POST /jobs?dry_run=true: answers the preflight for a validated request
+ * (hp with "auto" resolved; ds may be a temp file from a dry-run upload). */
+void api_preflight_reply(api_call *c, const char *base, eng_model *m,
+                         eng_tokenizer *t, const cJSON *hp,
+                         const store_dataset *ds);
+/* POST /jobs with a parsed JSON body (the OpenAI routes build one). */
+void api_jobs_create_object(api_call *c, cJSON *o);
+
+/* ------------------------------------------------------------------------ */
+/* The OpenAI-compatible routes (openai.c, openai_files.c, openai_jobs.c)    */
+
+/* "file-<hex>" -> "ds_<hex>", "ftjob-<hex>" -> "job_<hex>" into buf; false
+ * when id has neither prefix (or buf is too small). */
+bool api_oai_id_to_native(const char *id, char *buf, size_t len);
+/* The other way; an id of no known prefix is copied as it is. */
+void api_oai_id(const char *native_id, char *buf, size_t len);
+/* Rewrites a Tuna error body into OpenAI's {"error":{"message","type",
+ * "param","code"}} (router, for /v1 paths). */
+void api_oai_error_convert(const api_request *req, api_response *r);
+/* ?limit= of an OpenAI list (1..max, default def). */
+int api_oai_limit(api_call *c, int64_t max, int64_t def, int64_t *ret);
+/* {"object":"list","data","has_more","first_id","last_id"}; takes data. */
+cJSON *api_oai_list(cJSON *data, bool has_more);
+cJSON *api_oai_job_json(api_call *c, const store_job *j);
+
+void api_h_oai_files_create(api_call *c);
+void api_h_oai_files_list(api_call *c);
+void api_h_oai_files_get(api_call *c);
+void api_h_oai_files_content(api_call *c);
+void api_h_oai_files_delete(api_call *c);
+void api_h_oai_jobs_create(api_call *c);
+void api_h_oai_jobs_list(api_call *c);
+void api_h_oai_jobs_get(api_call *c);
+void api_h_oai_jobs_cancel(api_call *c);
+void api_h_oai_jobs_pause(api_call *c);
+void api_h_oai_jobs_resume(api_call *c);
+void api_h_oai_jobs_events(api_call *c);
+void api_h_oai_jobs_checkpoints(api_call *c);
 
 /* ------------------------------------------------------------------------ */
 /* Handlers                                                                  */

@@ -116,6 +116,9 @@ typedef struct api_ctx {
     void (*notify_jobs)(void *user);
     void *notify_user;
     int gen_threads;               /* engine threads for /generate */
+    int train_threads;             /* engine threads of one training worker
+                                    * (dry runs measure with them; 0: use
+                                    * gen_threads) */
 } api_ctx;
 
 /* Routes one request. Never fails: the response holds an error instead. */

@@ -437,8 +437,32 @@ static int commit(ingest *g, const char *name, store_dataset *d)
     return 0;
 }
 
-int api_dataset_ingest(api_ctx *ctx, FILE *in, const char *name,
-                       store_dataset *ret, api_ds_error *e)
+/* Keeps the validated temp file instead of storing it (dry runs): *d gets
+ * the stats, no id, and the file's path, which the caller unlinks. */
+static int keep_temp(ingest *g, const char *name, store_dataset *d)
+{
+    memset(d, 0, sizeof(*d));
+    int r = fflush(g->out) == 0 ? 0 : -errno;
+    if (fclose(g->out) != 0 && r == 0)
+        r = -errno;
+    g->out = NULL;
+    if (r < 0)
+        return fail(g->e, 507, "storage_error", -1, NULL,
+                    "could not write the dataset file: %s", strerror(-r));
+    snprintf(d->name, sizeof(d->name), "%s", name ? name : "");
+    snprintf(d->format, sizeof(d->format), "%s", api_format_name(g->fmt));
+    d->rows = g->rows;
+    d->tokens = g->tokens;
+    d->bytes = g->bytes;
+    api_sha256_final_hex(&g->sha, d->sha256);
+    snprintf(d->path, sizeof(d->path), "%s", g->tmp);
+    d->created_at = api_now();
+    g->tmp[0] = '\0';
+    return 0;
+}
+
+static int ingest_run(api_ctx *ctx, FILE *in, const char *name, bool temp,
+                      store_dataset *ret, api_ds_error *e)
 {
     ingest g = { .ctx = ctx, .e = e };
     eng_model *m = NULL;
@@ -449,7 +473,7 @@ int api_dataset_ingest(api_ctx *ctx, FILE *in, const char *name,
     if (r == 0)
         r = ingest_lines(&g, in);
     if (r == 0)
-        r = commit(&g, name, ret);
+        r = temp ? keep_temp(&g, name, ret) : commit(&g, name, ret);
     if (g.out)
         fclose(g.out);
     if (g.tmp[0])
@@ -457,6 +481,18 @@ int api_dataset_ingest(api_ctx *ctx, FILE *in, const char *name,
     eng_tokenizer_unref(g.tok);
     eng_model_unref(m);
     return r;
+}
+
+int api_dataset_ingest(api_ctx *ctx, FILE *in, const char *name,
+                       store_dataset *ret, api_ds_error *e)
+{
+    return ingest_run(ctx, in, name, false, ret, e);
+}
+
+int api_dataset_ingest_temp(api_ctx *ctx, FILE *in, const char *name,
+                            store_dataset *ret, api_ds_error *e)
+{
+    return ingest_run(ctx, in, name, true, ret, e);
 }
 
 void api_dataset_path(const char *data_dir, const char *id, char *buf,

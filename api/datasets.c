@@ -109,7 +109,8 @@ int api_dataset_from_request(api_call *c, const char *name,
             name = filename;
     }
     api_ds_error e = { 0 };
-    int r = api_dataset_ingest(c->ctx, in, name, ret, &e);
+    int r = c->dry_run ? api_dataset_ingest_temp(c->ctx, in, name, ret, &e)
+                       : api_dataset_ingest(c->ctx, in, name, ret, &e);
     if (in != body)
         fclose(in);
     fclose(body);
@@ -294,7 +295,9 @@ int api_dataset_from_records(api_call *c, const cJSON *arr,
         return -1;
     }
     api_ds_error e = { 0 };
-    int r = api_dataset_ingest(c->ctx, in, "training_data", ret, &e);
+    int r = c->dry_run
+                ? api_dataset_ingest_temp(c->ctx, in, "training_data", ret, &e)
+                : api_dataset_ingest(c->ctx, in, "training_data", ret, &e);
     fclose(in);
     free(buf);
     if (r < 0)

@@ -55,6 +55,10 @@ const char *const api_hparam_names[] = {
     "full_finetune", "target_modules", "validation_split", NULL,
 };
 
+const char *const api_hparam_auto_names[] = {
+    "epochs", "learning_rate", "batch_size", NULL,
+};
+
 static const char *const schedules[] = { "cosine", "linear", "constant" };
 
 static const struct {
@@ -138,6 +142,14 @@ static cJSON *targets_json(unsigned bits)
 /* ------------------------------------------------------------------------ */
 /* Validation                                                                */
 
+static bool is_auto_name(const char *name)
+{
+    for (int i = 0; api_hparam_auto_names[i]; i++)
+        if (!strcmp(api_hparam_auto_names[i], name))
+            return true;
+    return false;
+}
+
 static int check_one(const hp_spec *s, const cJSON *it, const hp_limits *lim,
                      cJSON *out, char *msg, size_t mlen)
 {
@@ -150,11 +162,17 @@ static int check_one(const hp_spec *s, const cJSON *it, const hp_limits *lim,
     switch (s->type) {
     case HP_INT:
     case HP_NUM: {
+        if (it && cJSON_IsString(it) && !strcmp(it->valuestring, "auto") &&
+            is_auto_name(s->name)) {
+            cJSON_AddStringToObject(out, s->name, "auto");
+            return 0;
+        }
         double d = it ? it->valuedouble : s->def;
         if (it && (!cJSON_IsNumber(it) || !isfinite(d) ||
                    (s->type == HP_INT && d != floor(d)))) {
-            snprintf(msg, mlen, "%s must be %s", s->name,
-                     s->type == HP_INT ? "an integer" : "a number");
+            snprintf(msg, mlen, "%s must be %s%s", s->name,
+                     s->type == HP_INT ? "an integer" : "a number",
+                     is_auto_name(s->name) ? " or \"auto\"" : "");
             return -EINVAL;
         }
         if (d < s->min || d > max) {
@@ -278,6 +296,8 @@ int api_hparams_to_engine(const char *json, eng_train_params *ret,
         snprintf(err, errlen, "hyperparameters are not valid JSON");
         return -EINVAL;
     }
+    /* the list of values "auto" chose, kept in the stored job */
+    cJSON_DeleteItemFromObjectCaseSensitive(in, "auto");
     hp_limits lim = { 0 };
     char field[96], msg[200];
     cJSON *o = NULL;
@@ -316,5 +336,88 @@ int api_hparams_to_engine(const char *json, eng_train_params *ret,
         *ret_validation_split = num(o, "validation_split");
     cJSON_Delete(o);
     *ret = p;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* "auto"                                                                    */
+
+/* Total passes over examples that "auto" epochs aims to stay within. */
+#define AUTO_TARGET_EPOCHS 3
+#define AUTO_MIN_PASSES 100
+#define AUTO_MAX_PASSES 25000
+#define AUTO_MAX_EPOCHS 25
+
+/* Near 3 epochs; more for small datasets (at least ~100 example passes),
+ * fewer for large ones (at most ~25,000), always 1 to 25. */
+static int auto_epochs(int64_t n)
+{
+    if (n < 1)
+        n = 1;
+    int64_t e = AUTO_TARGET_EPOCHS;
+    if (n * e < AUTO_MIN_PASSES)
+        e = (AUTO_MIN_PASSES + n - 1) / n;
+    else if (n * e > AUTO_MAX_PASSES)
+        e = AUTO_MAX_PASSES / n;
+    return (int)(e < 1 ? 1 : e > AUTO_MAX_EPOCHS ? AUTO_MAX_EPOCHS : e);
+}
+
+/* LoRA learning rates that work fall slowly with model size: about 2e-4 at
+ * 1B parameters, 1e-4 at 7B, 1e-3 around 1M; scaled as N^-1/4 and kept in
+ * [5e-5, 3e-3]. Full finetuning takes a tenth of it. */
+double api_hparams_auto_lr(const eng_model *m, bool full_finetune)
+{
+    double n = m ? (double)eng_model_n_params(m) : 1e9;
+    if (n < 1e4)
+        n = 1e4;
+    double lr = 2e-4 * pow(1e9 / n, 0.25);
+    lr = lr < 5e-5 ? 5e-5 : lr > 3e-3 ? 3e-3 : lr;
+    if (full_finetune)
+        lr /= 10;
+    /* two significant digits: a value people can read and type again */
+    double scale = pow(10, floor(log10(lr)) - 1);
+    return round(lr / scale) * scale;
+}
+
+/* Larger micro-batches for small models (cheap activations), fewer for
+ * large ones; never more than the training rows. */
+static int auto_batch(const eng_model *m, int64_t n_train)
+{
+    double n = m ? (double)eng_model_n_params(m) : 1e9;
+    int b = n < 5e7 ? 8 : n < 1e9 ? 4 : n < 5e9 ? 2 : 1;
+    if (n_train >= 1 && b > n_train)
+        b = (int)n_train;
+    return b;
+}
+
+static bool is_auto(const cJSON *hp, const char *name)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(hp, name);
+    return cJSON_IsString(it) && !strcmp(it->valuestring, "auto");
+}
+
+int api_hparams_resolve_auto(cJSON *hp, const eng_model *m, int64_t n_train)
+{
+    cJSON *chosen = cJSON_CreateArray();
+    if (!chosen)
+        return -ENOMEM;
+    bool full = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(hp,
+                                                              "full_finetune"));
+    for (int i = 0; api_hparam_auto_names[i]; i++) {
+        const char *name = api_hparam_auto_names[i];
+        if (!is_auto(hp, name))
+            continue;
+        double v = !strcmp(name, "epochs") ? auto_epochs(n_train)
+                   : !strcmp(name, "batch_size") ? auto_batch(m, n_train)
+                                                 : api_hparams_auto_lr(m, full);
+        cJSON_ReplaceItemInObjectCaseSensitive(hp, name,
+                                               cJSON_CreateNumber(v));
+        cJSON_AddItemToArray(chosen, cJSON_CreateString(name));
+    }
+    if (cJSON_GetArraySize(chosen) == 0) {
+        cJSON_Delete(chosen);
+        return 0;
+    }
+    cJSON_AddItemToObject(hp, "auto", chosen);
     return 0;
 }

@@ -169,6 +169,10 @@ static void drop_created_dataset(api_call *c, job_req *jr)
 {
     if (!jr->ds_created)
         return;
+    if (c->dry_run) {            /* a temp file, never recorded */
+        unlink(jr->ds.path);
+        return;
+    }
     char path[1024];
     store_dataset_delete(c->ctx->db, jr->ds.id);
     api_dataset_path(c->ctx->data_dir, jr->ds.id, path, sizeof(path));
@@ -178,6 +182,19 @@ static void drop_created_dataset(api_call *c, job_req *jr)
 static void insert_job(api_call *c, job_req *jr)
 {
     if (check_split(c, jr) < 0) {
+        drop_created_dataset(c, jr);
+        return;
+    }
+    double vs = cJSON_GetObjectItemCaseSensitive(jr->hp, "validation_split")
+                    ->valuedouble;
+    if (api_hparams_resolve_auto(jr->hp, jr->m, jr->ds.rows -
+                                 (int64_t)ceil((double)jr->ds.rows * vs)) < 0) {
+        drop_created_dataset(c, jr);
+        api_error(c->res, 503, "out_of_memory", "out of memory", -1, NULL);
+        return;
+    }
+    if (c->dry_run) {
+        api_preflight_reply(c, jr->base, jr->m, jr->t, jr->hp, &jr->ds);
         drop_created_dataset(c, jr);
         return;
     }
@@ -223,7 +240,7 @@ static void insert_job(api_call *c, job_req *jr)
 
 static const char *const json_keys[] = {
     "base_model", "dataset_id", "training_data", "validation_split",
-    "hyperparameters", "suffix", NULL,
+    "hyperparameters", "suffix", "dry_run", NULL,
 };
 
 static int check_keys(api_call *c, const cJSON *o, const char *const *keys,
@@ -286,8 +303,6 @@ static int json_dataset_id(api_call *c, const cJSON *o, job_req *jr)
     return r < 0 ? -1 : 0;
 }
 
-static void create_from_object(api_call *c, cJSON *o);
-
 static void create_json(api_call *c)
 {
     char *owned = NULL, err[160];
@@ -303,11 +318,11 @@ static void create_json(api_call *c)
         cJSON_Delete(o);
         return;
     }
-    create_from_object(c, o);
+    api_jobs_create_object(c, o);
     cJSON_Delete(o);
 }
 
-static void create_from_object(api_call *c, cJSON *o)
+void api_jobs_create_object(api_call *c, cJSON *o)
 {
     job_req jr = { 0 };
     const cJSON *ds = cJSON_GetObjectItemCaseSensitive(o, "dataset_id");
@@ -316,6 +331,7 @@ static void create_from_object(api_call *c, cJSON *o)
         api_get_str(c, o, "base_model", 127, api_default_base(c->ctx),
                     &jr.base) < 0 ||
         api_get_str(c, o, "suffix", 64, NULL, &jr.suffix) < 0 ||
+        api_get_bool(c, o, "dry_run", c->dry_run, &c->dry_run) < 0 ||
         check_suffix(c, jr.suffix) < 0 || check_base(c, &jr) < 0 ||
         json_hparams(c, o, &jr) < 0)
         goto out;
@@ -342,7 +358,7 @@ out:
 /* JSONL body + query string                                                 */
 
 static const char *const query_keys[] = { "base_model", "suffix", "name",
-                                          NULL };
+                                          "dry_run", NULL };
 
 static void create_jsonl(api_call *c)
 {
@@ -378,8 +394,26 @@ out:
     job_req_done(&jr);
 }
 
+/* ?dry_run=true|false (both forms). -1 after a 400. */
+static int query_dry_run(api_call *c)
+{
+    char v[16];
+    if (!api_query_get(c->req->query, "dry_run", v, sizeof(v)))
+        return 0;
+    if (strcmp(v, "true") && strcmp(v, "1") && strcmp(v, "false") &&
+        strcmp(v, "0")) {
+        api_error(c->res, 400, "invalid_parameter",
+                  "dry_run must be true or false", -1, "dry_run");
+        return -1;
+    }
+    c->dry_run = !strcmp(v, "true") || !strcmp(v, "1");
+    return 0;
+}
+
 void api_h_jobs_create(api_call *c)
 {
+    if (query_dry_run(c) < 0)
+        return;
     if (api_content_type_is(c->req->content_type, "application/json"))
         create_json(c);
     else
@@ -481,22 +515,13 @@ void api_h_jobs_cancel(api_call *c)
     reply_job(c, 200, c->id);
 }
 
-static cJSON *event_json(const store_event *e)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)e->seq);
-    cJSON_AddStringToObject(o, "object", "event");
-    api_json_add_time(o, "created_at", e->created_at);
-    cJSON_AddStringToObject(o, "level", e->level);
-    cJSON_AddStringToObject(o, "type", e->type);
-    cJSON_AddStringToObject(o, "message", e->message ? e->message : "");
-    add_raw_json(o, "data", e->data);
-    return o;
-}
-
 void api_h_jobs_events(api_call *c)
 {
     int64_t after, limit;
+    if (api_events_want_stream(c)) {
+        api_events_stream(c);
+        return;
+    }
     store_job j;
     if (api_query_int(c, "after", 0, INT64_MAX / 2, 0, &after) < 0 ||
         api_query_int(c, "limit", 1, 1000, 100, &limit) < 0)
@@ -520,7 +545,7 @@ void api_h_jobs_events(api_call *c)
     cJSON_AddStringToObject(o, "object", "list");
     cJSON *arr = cJSON_AddArrayToObject(o, "data");
     for (int i = 0; i < n; i++)
-        cJSON_AddItemToArray(arr, event_json(&ev[i]));
+        cJSON_AddItemToArray(arr, api_event_json(&ev[i]));
     cJSON_AddBoolToObject(o, "has_more", n == (int)limit);
     if (n > 0)
         cJSON_AddNumberToObject(o, "last_id", (double)ev[n - 1].seq);

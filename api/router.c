@@ -33,6 +33,25 @@ static const api_route routes[] = {
     { "GET", "/jobs/{id}/events", api_h_jobs_events, API_ID_JOB },
     { "POST", "/generate", api_h_generate, API_BODY_JSON },
     { "GET", "/models", api_h_models_list, 0 },
+    /* OpenAI's files and fine-tuning API (openai*.c) */
+    { "POST", "/v1/files", api_h_oai_files_create, API_BODY_ANY },
+    { "GET", "/v1/files", api_h_oai_files_list, 0 },
+    { "GET", "/v1/files/{id}", api_h_oai_files_get, API_ID_DS },
+    { "DELETE", "/v1/files/{id}", api_h_oai_files_delete, API_ID_DS },
+    { "GET", "/v1/files/{id}/content", api_h_oai_files_content, API_ID_DS },
+    { "POST", "/v1/fine_tuning/jobs", api_h_oai_jobs_create, API_BODY_JSON },
+    { "GET", "/v1/fine_tuning/jobs", api_h_oai_jobs_list, 0 },
+    { "GET", "/v1/fine_tuning/jobs/{id}", api_h_oai_jobs_get, API_ID_JOB },
+    { "POST", "/v1/fine_tuning/jobs/{id}/cancel", api_h_oai_jobs_cancel,
+      API_ID_JOB },
+    { "POST", "/v1/fine_tuning/jobs/{id}/pause", api_h_oai_jobs_pause,
+      API_ID_JOB },
+    { "POST", "/v1/fine_tuning/jobs/{id}/resume", api_h_oai_jobs_resume,
+      API_ID_JOB },
+    { "GET", "/v1/fine_tuning/jobs/{id}/events", api_h_oai_jobs_events,
+      API_ID_JOB },
+    { "GET", "/v1/fine_tuning/jobs/{id}/checkpoints",
+      api_h_oai_jobs_checkpoints, API_ID_JOB },
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -146,6 +165,12 @@ static bool check_json_body(api_call *c)
 static bool check_id(api_call *c, unsigned flags)
 {
     const char *prefix = (flags & API_ID_DS) ? "ds_" : "job_";
+    char native[sizeof(c->id)];
+    /* OpenAI's form of the same id ("file-<hex>", "ftjob-<hex>") */
+    if ((flags & (API_ID_DS | API_ID_JOB)) &&
+        api_oai_id_to_native(c->id, native, sizeof(native)) &&
+        strncmp(native, prefix, strlen(prefix)) == 0)
+        memcpy(c->id, native, sizeof(native));
     if (!(flags & (API_ID_DS | API_ID_JOB)) || api_id_valid(c->id, prefix))
         return true;
     char msg[160];
@@ -235,6 +260,8 @@ void api_dispatch(api_ctx *ctx, const api_request *req, api_response *ret)
     api_call c = { .ctx = ctx, .req = req, .res = ret };
     route(&c);
     cJSON_Delete(c.json);
+    if (req->path && strncmp(req->path, "/v1/", 4) == 0)
+        api_oai_error_convert(req, ret);
     if (ret->status == 0)
         api_error(ret, 500, "internal_error", "handler sent no response", -1,
                   NULL);

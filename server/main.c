@@ -234,7 +234,7 @@ static int start(daemon_state *d)
         .db = d->db, .models = d->models, .data_dir = c->data_dir,
         .limits = c->limits, .cors_origins = c->cors_origins,
         .notify_jobs = srv_pool_notify, .notify_user = d->pool,
-        .gen_threads = c->gen_threads,
+        .gen_threads = c->gen_threads, .train_threads = c->train_threads,
     };
     srv_http_params hp = {
         .listen_fd = d->listen_fd, .ipv6 = d->ipv6, .ctx = &d->ctx,
