@@ -8,7 +8,7 @@
  * per prompt, in order. A single prompt answers one flat object; an array
  * of prompts answers {"object":"list","results":[...]} in the same order.
  */
-#include "api/api-impl.h"
+#include "api/models-impl.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -59,9 +59,11 @@ int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
                       char *ret_name, size_t namelen)
 {
     *ret_a = NULL;
-    if (api_registry_get_base(c->ctx->models, name, ret_m, ret_t) == 0) {
-        snprintf(ret_name, namelen, "%s", name);
-        return 0;
+    int rb = api_resolve_base_or_imported(c, name, ret_m, ret_t, ret_a);
+    if (rb <= 0) {
+        if (rb == 0)
+            snprintf(ret_name, namelen, "%s", name);
+        return rb;
     }
     const char *id = strncmp(name, "ft:", 3) == 0 ? strrchr(name, ':') + 1
                                                   : name;
@@ -326,23 +328,7 @@ void api_h_generate(api_call *c)
 
 static cJSON *base_json(api_ctx *ctx, const char *name)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", name);
-    cJSON_AddStringToObject(o, "object", "model");
-    cJSON_AddStringToObject(o, "type", "base");
-    cJSON_AddNullToObject(o, "base");
-    cJSON_AddNullToObject(o, "job");
-    eng_model *m;
-    eng_tokenizer *t;
-    if (api_registry_get_base(ctx->models, name, &m, &t) == 0) {
-        const eng_config *cfg = eng_model_config(m);
-        cJSON_AddNumberToObject(o, "context_length", cfg->max_seq_len);
-        cJSON_AddNumberToObject(o, "vocab_size", eng_tokenizer_vocab_size(t));
-        cJSON_AddNumberToObject(o, "parameters", (double)eng_model_n_params(m));
-        eng_model_unref(m);
-        eng_tokenizer_unref(t);
-    }
-    return o;
+    return api_base_model_json(ctx, name);
 }
 
 static cJSON *tuned_json(const store_job *j)
@@ -377,6 +363,7 @@ void api_h_models_list(api_call *c)
     cJSON *arr = cJSON_AddArrayToObject(o, "data");
     for (int i = 0; i < n; i++)
         cJSON_AddItemToArray(arr, base_json(c->ctx, names[i]));
+    api_imported_list(c->ctx, arr);
     for (int i = 0; i < nj; i++)
         cJSON_AddItemToArray(arr, tuned_json(&jobs[i]));
     free(names);

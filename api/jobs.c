@@ -10,6 +10,7 @@
  * already used returns the existing job (200) and stores nothing new.
  */
 #include "api/api-impl.h"
+#include "api/models-impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -227,6 +228,7 @@ static void insert_job(api_call *c, job_req *jr)
     }
     store_event_add(c->ctx->db, j.id, "info", "status", "Job queued", NULL,
                     NULL);
+    api_job_chat_template_save(c, j.id, jr->t, jr->ds.format);
     if (c->ctx->notify_jobs)
         c->ctx->notify_jobs(c->ctx->notify_user);
     char loc[80];

@@ -16,6 +16,7 @@
  *   5. the handler runs, and CORS headers are added to whatever it answered.
  */
 #include "api/api-impl.h"
+#include "api/models-impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,15 @@ static const api_route routes[] = {
     { "GET", "/jobs/{id}/events", api_h_jobs_events, API_ID_JOB },
     { "POST", "/generate", api_h_generate, API_BODY_JSON },
     { "GET", "/models", api_h_models_list, 0 },
+    /* models, tokenizers, adapters in and out (models.c, tokenize.c,
+     * adapter_export.c, adapters.c) */
+    { "POST", "/models/rescan", api_h_models_rescan, 0 },
+    { "POST", "/tokenize", api_h_tokenize, API_BODY_JSON },
+    { "POST", "/detokenize", api_h_detokenize, API_BODY_JSON },
+    { "POST", "/apply-template", api_h_apply_template, API_BODY_JSON },
+    { "GET", "/jobs/{id}/adapter", api_h_jobs_adapter, API_ID_JOB },
+    { "POST", "/adapters", api_h_adapters_import, API_BODY_ANY },
+    { "DELETE", "/adapters/{id}", api_h_adapters_delete, 0 },
     /* OpenAI's files and fine-tuning API (openai*.c) */
     { "POST", "/v1/files", api_h_oai_files_create, API_BODY_ANY },
     { "GET", "/v1/files", api_h_oai_files_list, 0 },

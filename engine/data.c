@@ -324,7 +324,14 @@ int eng_example_from_record(const eng_tokenizer *t, const eng_record *rec,
         rc = from_completion(t, rec, max_len, &ex);
         break;
     case ENG_REC_CHAT:
-        rc = from_chat(t, rec, max_len, &ex);
+        /* The model's own template when it has one that renders this
+         * conversation; Tuna's default otherwise. */
+        rc = t->chat_template
+                 ? eng_example_from_chat_template(t, t->chat_template, rec,
+                                                  max_len, &ex, NULL, 0)
+                 : -EINVAL;
+        if (rc == -EINVAL)
+            rc = from_chat(t, rec, max_len, &ex);
         break;
     case ENG_REC_TEXT: {
         span sp = { 0, rec->text ? strlen(rec->text) : 0 };
@@ -431,7 +438,7 @@ int eng_example_from_chat_template(const eng_tokenizer *t, const char *tmpl,
         rec->n_messages <= 0 || !rec->messages)
         return -EINVAL;
     if (!tmpl)
-        return eng_example_from_record(t, rec, max_len, ret);
+        return from_chat(t, rec, max_len, ret);
     if (!(sp = malloc((size_t)rec->n_messages * sizeof(*sp))))
         return -ENOMEM;
     if ((rc = render_first(t, tmpl, rec, rec->n_messages, false, &full, err,

@@ -184,7 +184,12 @@ static int load_dataset(run *r, const char *id, eng_example **ret, int *ret_n)
         return set_err(r, "dataset_unreadable", "dataset %s: %s", id,
                        *err ? err : strerror(-e));
     char msg[256];
-    snprintf(msg, sizeof msg, "dataset %s: %d examples", id, *ret_n);
+    int64_t tokens = 0;
+    for (int i = 0; i < *ret_n; i++)
+        tokens += (*ret)[i].n;
+    snprintf(msg, sizeof msg, "dataset %s: %d examples, %lld tokens with "
+             "the tokenizer of %.100s", id, *ret_n, (long long)tokens,
+             r->job->base_model);
     event(r, "info", "message", msg, NULL);
     if (truncated) {
         cJSON *d = cJSON_CreateObject();
