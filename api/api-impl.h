@@ -268,3 +268,31 @@ void api_h_generate(api_call *c);
 void api_h_models_list(api_call *c);
 
 #endif
+/* jobctl.c: controls, checkpoints, metrics, report */
+void api_h_jobs_pause(api_call *c);
+void api_h_jobs_resume(api_call *c);
+void api_h_jobs_stop(api_call *c);
+void api_h_jobs_priority(api_call *c);
+void api_h_jobs_checkpoints(api_call *c);
+void api_h_jobs_metrics_csv(api_call *c);
+void api_h_jobs_report(api_call *c);
+
+/* POST /jobs options of jobctl.c (priority, webhook_url, webhook_secret,
+ * validation_dataset_id or validation_file), read from the JSON body or the
+ * query object o (may be NULL): checked before anything is stored (-1 after
+ * an error reply), then copied into the new job's row. */
+int api_job_options_check(api_call *c, const cJSON *o);
+void api_job_options_apply(const cJSON *o, store_job *j);
+/* Adds priority, validation_dataset_id, webhook_url, note, requested and
+ * progress.estimated_finish to a job object. */
+void api_job_json_more(api_call *c, const store_job *j, cJSON *o);
+/* Removes a cancelled job's checkpoints and adapter (rows and files). */
+void api_job_discard(api_ctx *ctx, const char *id);
+/* Resolves "<job id or model>:step-<n>" to base model + checkpoint adapter
+ * (any job status but cancelled). 1 when name is not a checkpoint name, 0
+ * when resolved, -1 after an error reply. */
+int api_checkpoint_resolve(api_call *c, const char *name, eng_model **ret_m,
+                           eng_tokenizer **ret_t, eng_adapter **ret_a,
+                           char *ret_name, size_t namelen);
+/* Appends the checkpoints of the caller's jobs to a /models list. */
+void api_checkpoint_models(api_call *c, cJSON *arr);

@@ -44,6 +44,11 @@ static const hp_spec specs[] = {
     { "full_finetune", HP_BOOL, 0, 0, 0 },
     { "target_modules", HP_TARGETS, 0, 0, 0 },
     { "validation_split", HP_NUM, 0, 0.5, 0 },
+    /* validation, checkpoints, early stopping (0 = automatic / off) */
+    { "eval_every", HP_INT, 0, 1000000, 0 },
+    { "checkpoint_every", HP_INT, 0, 1000000, 0 },
+    { "keep_checkpoints", HP_INT, 1, 1000, 2 },
+    { "early_stopping_patience", HP_INT, 0, 1000, 0 },
 };
 
 #define N_SPECS (sizeof(specs) / sizeof(specs[0]))
@@ -52,7 +57,8 @@ const char *const api_hparam_names[] = {
     "epochs", "learning_rate", "batch_size", "grad_accum", "lora_rank",
     "lora_alpha", "lora_dropout", "max_seq_len", "warmup_steps", "seed",
     "weight_decay", "lr_schedule", "min_lr_ratio", "max_grad_norm", "packing",
-    "full_finetune", "target_modules", "validation_split", NULL,
+    "full_finetune", "target_modules", "validation_split", "eval_every",
+    "checkpoint_every", "keep_checkpoints", "early_stopping_patience", NULL,
 };
 
 const char *const api_hparam_auto_names[] = {

@@ -85,6 +85,8 @@ void srv_usage_serve(FILE *f)
         "  --max-connections N  concurrent HTTP connections (default 256)\n"
         "  --cors-origins LIST  \"*\" or comma-separated origins "
         "(default *)\n"
+        "  --webhook-secret S   HMAC key of job webhooks without their own "
+        "(default none)\n"
         "  --log-format F       text or json (default text)\n"
         "  --verbose            debug logging\n"
         "  --help               this text\n"
@@ -131,7 +133,7 @@ static int parse_int(const char *s, int lo, int hi, int *ret)
 static const char *const value_flags[] = {
     "host", "port", "data-dir", "models-dir", "embedded-dir", "cors-origins",
     "workers", "threads", "max-connections", "max-body-bytes", "max-rows",
-    "max-seq-len", "max-gen-tokens", "log-format",
+    "max-seq-len", "max-gen-tokens", "log-format", "webhook-secret",
 };
 
 static bool known_flag(const char *name)
@@ -154,6 +156,7 @@ static int set_flag(srv_config *c, const char *name, const char *val)
     else if (!strcmp(name, "models-dir")) c->models_dir = val;
     else if (!strcmp(name, "embedded-dir")) c->embedded_dir = val;
     else if (!strcmp(name, "cors-origins")) c->cors_origins = val;
+    else if (!strcmp(name, "webhook-secret")) c->webhook_secret = val;
     else if (!strcmp(name, "workers"))
         return parse_int(val, 1, 256, &c->workers);
     else if (!strcmp(name, "threads"))

@@ -22,6 +22,7 @@ typedef struct srv_config {
     const char *cors_origins;  /* "*" or a comma-separated list */
     int workers;               /* training workers; 0 = sized to the machine */
     int threads;               /* compute threads in all; 0 = cores */
+    const char *webhook_secret; /* job webhooks' default HMAC key, or NULL */
     int max_connections;       /* concurrent HTTP connections */
     int connection_timeout;    /* idle seconds before a connection closes */
     bool json_logs;

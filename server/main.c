@@ -24,6 +24,7 @@
 #include "server/config.h"
 #include "server/http.h"
 #include "server/log.h"
+#include "server/webhooks.h"
 #include "server/workers.h"
 #include "server/engine_cli.h"
 #include "store/store.h"
@@ -57,6 +58,7 @@ typedef struct daemon_state {
     api_registry *models;
     api_ctx ctx;
     srv_pool *pool;
+    srv_webhooks *webhooks;
     srv_http *http;
 } daemon_state;
 
@@ -236,6 +238,14 @@ static int start(daemon_state *d)
         .notify_jobs = srv_pool_notify, .notify_user = d->pool,
         .gen_threads = c->gen_threads, .train_threads = c->train_threads,
     };
+    srv_webhooks_params wp = {
+        .db_path = d->db_path, .secret = c->webhook_secret, .api = &d->ctx,
+    };
+    if ((e = srv_webhooks_start(&wp, &d->webhooks, err, sizeof err)) < 0) {
+        fprintf(stderr, "tunad: cannot start the webhook thread: %s\n",
+                *err ? err : strerror(-e));
+        return e;
+    }
     srv_http_params hp = {
         .listen_fd = d->listen_fd, .ipv6 = d->ipv6, .ctx = &d->ctx,
         .tmp_dir = d->tmp_dir, .max_connections = c->max_connections,
@@ -255,6 +265,7 @@ static void stop(daemon_state *d)
     srv_http_quiesce(d->http);
     srv_pool_stop(d->pool);
     srv_http_stop(d->http);
+    srv_webhooks_free(d->webhooks);
     srv_pool_free(d->pool);
     api_registry_free(d->models);
     store_close(d->db);
