@@ -147,3 +147,9 @@ void api_job_adapter_dir(const char *data_dir, const char *job_id, char *buf,
                          size_t len);
 
 #endif
+/* The job object of id (as GET /jobs/{id} answers it) as malloc'd JSON
+ * text, read through db (a handle the caller owns; ctx's own is not used).
+ * For webhook bodies. -ENOENT, -ENOMEM. */
+int api_job_render(const api_ctx *ctx, store *db, const char *id,
+                   char **ret_json);
+

@@ -70,6 +70,10 @@ int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
     store_job j;
     if (job_model(c, name, id, &j) < 0)
         return -1;
+    int ck = api_checkpoint_resolve(c, name, ret_m, ret_t, ret_a, ret_name,
+                                    namelen);
+    if (ck <= 0)
+        return ck;
     char dir[1024], err[256] = "";
     int r = api_registry_get_base(c->ctx->models, j.base_model, ret_m, ret_t);
     if (r == 0) {
@@ -379,6 +383,7 @@ void api_h_health(api_call *c)
     cJSON_AddNumberToObject(o, "schema_version",
                             c->ctx->db ? store_schema_version(c->ctx->db) : 0);
     cJSON *models = cJSON_AddArrayToObject(o, "models");
+    api_checkpoint_models(c, arr);
     const char **names = NULL;
     int n = 0;
     if (c->ctx->models && api_registry_list(c->ctx->models, &names, &n) == 0) {

@@ -26,6 +26,7 @@ typedef struct job_req {
     eng_tokenizer *t;
     store_dataset ds;
     bool ds_created;         /* stored by this request */
+    const cJSON *opts;       /* jobctl.c options (borrowed), may be NULL */
 } job_req;
 
 static void job_req_done(job_req *jr)
@@ -82,6 +83,7 @@ cJSON *api_job_json(api_call *c, const store_job *j)
     api_json_add_time(o, "finished_at", j->finished_at);
     cJSON_AddItemToObject(o, "progress", progress_json(j));
     add_raw_json(o, "error", j->error);
+    api_job_json_more(c, j, o);
     int pos;
     if (strcmp(j->status, "queued") == 0 &&
         store_job_queue_position(c->ctx->db, j->id, &pos) == 0)
@@ -211,6 +213,7 @@ static void insert_job(api_call *c, job_req *jr)
     snprintf(j.idempotency_key, sizeof(j.idempotency_key), "%s",
              c->req->idempotency_key ? c->req->idempotency_key : "");
     j.created_at = api_now();
+    api_job_options_apply(jr->opts, &j);
     j.hyperparameters = cJSON_PrintUnformatted(jr->hp);
     if (r == 0)
         r = j.hyperparameters ? store_job_insert(c->ctx->db, &j, existing)
@@ -242,7 +245,9 @@ static void insert_job(api_call *c, job_req *jr)
 
 static const char *const json_keys[] = {
     "base_model", "dataset_id", "training_data", "validation_split",
-    "hyperparameters", "suffix", "dry_run", NULL,
+    "hyperparameters", "suffix", "dry_run",
+    "priority", "webhook_url", "webhook_secret", "validation_dataset_id",
+    "validation_file", NULL,
 };
 
 static int check_keys(api_call *c, const cJSON *o, const char *const *keys,
@@ -334,6 +339,7 @@ void api_jobs_create_object(api_call *c, cJSON *o)
                     &jr.base) < 0 ||
         api_get_str(c, o, "suffix", 64, NULL, &jr.suffix) < 0 ||
         api_get_bool(c, o, "dry_run", c->dry_run, &c->dry_run) < 0 ||
+        api_job_options_check(c, jr.opts = o) < 0 ||
         check_suffix(c, jr.suffix) < 0 || check_base(c, &jr) < 0 ||
         json_hparams(c, o, &jr) < 0)
         goto out;
@@ -360,7 +366,10 @@ out:
 /* JSONL body + query string                                                 */
 
 static const char *const query_keys[] = { "base_model", "suffix", "name",
-                                          "dry_run", NULL };
+                                          "dry_run",
+                                          "priority", "webhook_url",
+                                          "webhook_secret",
+                                          "validation_dataset_id", NULL };
 
 static void create_jsonl(api_call *c)
 {
@@ -372,6 +381,7 @@ static void create_jsonl(api_call *c)
         api_get_str(c, q, "base_model", 127, api_default_base(c->ctx),
                     &jr.base) < 0 ||
         api_get_str(c, q, "suffix", 64, NULL, &jr.suffix) < 0 ||
+        api_job_options_check(c, jr.opts = q) < 0 ||
         check_suffix(c, jr.suffix) < 0 || check_base(c, &jr) < 0)
         goto out;
     name = cJSON_GetObjectItemCaseSensitive(q, "name");
@@ -509,6 +519,8 @@ void api_h_jobs_cancel(api_call *c)
         return;
     }
     bool now = strcmp(status, "cancelled") == 0;
+    if (now)
+        api_job_discard(c->ctx, c->id);
     store_event_add(c->ctx->db, c->id, "info", "status",
                     now ? "Job cancelled" : "Cancellation requested", NULL,
                     NULL);
