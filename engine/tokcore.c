@@ -331,7 +331,7 @@ pcre2_code *tokcore_regex(const char *pat, bool literal, char *err,
     int ec;
     PCRE2_SIZE eo;
     /* $ means the end of the piece (as in llama.cpp's std::regex use) */
-    uint32_t opt = PCRE2_UTF | PCRE2_NO_UTF_CHECK;
+    uint32_t opt = PCRE2_UTF; /* patterns come from files: check them */
     opt |= literal ? PCRE2_LITERAL : PCRE2_UCP | PCRE2_DOLLAR_ENDONLY;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
                                    opt, &ec, &eo, NULL);

@@ -12,13 +12,28 @@ if [ "${TUNA_TEST_DEPS:-0}" = 1 ]; then
   # Node.js may come from elsewhere (and Debian's npm conflicts with it).
   command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 fi
+# The OpenAI SDK test's npm packages (tests/js/package-lock.json), when
+# node is there; without them that test is skipped.
+npm_ci() {
+  if [ "${TUNA_TEST_DEPS:-0}" = 1 ] && command -v npm >/dev/null 2>&1 &&
+     [ ! -f tests/js/node_modules/openai/package.json ]; then
+    npm ci --prefix tests/js --no-audit --no-fund --loglevel=error ||
+      echo "warning: npm ci --prefix tests/js failed; the OpenAI SDK" \
+           "test will be skipped" >&2
+  fi
+}
+cd "$(dirname "$0")/.."
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+  npm_ci
+  exit 0
+fi
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
 echo "installing:$missing"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+npm_ci

@@ -14,7 +14,8 @@
  * vocabulary, has a piece, and the ids decode. Round trip: for GPT-2 and
  * TinyLlama without special-token parsing, decode(encode(text)) == text
  * (both are lossless for UTF-8 without NUL bytes, as the engine tests
- * check on fixed strings).
+ * check on fixed strings; for TinyLlama not when the text holds U+2581,
+ * SentencePiece's own space mark).
  */
 #include "tests/fuzz/fuzz.h"
 
@@ -134,7 +135,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     char *back = NULL;
     FZ_ASSERT(eng_tokenizer_decode(t, ids, n, &back) >= 0 && back);
-    if (lossless[which] && !special && !memchr(text, 0, len)) {
+    /* SentencePiece writes spaces as U+2581: a literal one in the text
+     * cannot come back as itself. */
+    bool spm_marker = which == 1 && memmem(text, len, "\xe2\x96\x81", 3);
+    if (lossless[which] && !special && !spm_marker && !memchr(text, 0, len)) {
         if (strlen(back) != len || memcmp(back, text, len) != 0)
             fprintf(stderr, "round trip: \"%.*s\" -> \"%s\"\n",
                     (int)(len > 200 ? 200 : len), text, back);
