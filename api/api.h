@@ -108,6 +108,13 @@ void api_error(api_response *r, int status, const char *code,
 typedef struct api_ctx {
     store *db;
     api_registry *models;
+    /* Generation admission (api_serve_new); NULL: no limits. */
+    struct api_serve *serve;
+    /* Runs fn(arg) on a new thread (server/ owns threads): a streamed
+     * generation is produced there while the connection thread sends it.
+     * NULL, or a non-zero return: the stream is produced in full first. */
+    int (*spawn)(void *user, void (*fn)(void *arg), void *arg);
+    void *spawn_user;
     const char *data_dir;          /* datasets/, jobs/ live under it */
     api_limits limits;
     const char *cors_origins;      /* "*" or comma-separated list */
@@ -123,6 +130,27 @@ typedef struct api_ctx {
 
 /* Routes one request. Never fails: the response holds an error instead. */
 void api_dispatch(api_ctx *ctx, const api_request *req, api_response *ret);
+
+/* ------------------------------------------------------------------------ */
+/* Generation admission and the serving path (serve.c)                      */
+
+typedef struct api_serve api_serve;
+
+typedef struct api_serve_limits {
+    int max_concurrent;        /* generation requests running, default 4 */
+    int max_queued;            /* waiting beyond those, default 64; 429 past */
+    int request_timeout_s;     /* per generation request, queue wait
+                                * included; default 300, 0 = none */
+} api_serve_limits;
+
+void api_serve_limits_default(api_serve_limits *l);
+/* Admission state for those limits. */
+int api_serve_new(const api_serve_limits *l, api_serve **ret);
+/* Refuses new requests, cancels queued and running ones (each stops within
+ * a token) and waits until every request has left. Call before freeing
+ * what the requests use (the registry, the context). */
+void api_serve_stop(api_serve *s);
+void api_serve_free(api_serve *s);    /* NULL is fine */
 
 /* ------------------------------------------------------------------------ */
 /* Pieces the server's job runner reuses                                     */

@@ -4,11 +4,18 @@
  *
  * /generate resolves "model" (a base model name, a job id or a job's model
  * name "ft:<base>:<suffix>:<job id>") to a shared base model plus, for a
- * job, its adapter from the registry's cache, then runs eng_generate once
- * per prompt, in order. A single prompt answers one flat object; an array
- * of prompts answers {"object":"list","results":[...]} in the same order.
+ * job, its adapter from the registry's cache, then generates every prompt
+ * in order through the serving path (completion.c: admission, 429 beyond
+ * the limits, api_serve_generate). A single prompt answers one flat
+ * object; an array of prompts answers {"object":"list","results":[...]} in
+ * the same order. With "stream": true the answer is server-sent events
+ * {"index","text"} per piece, a last event per prompt with finish_reason
+ * and usage, then "data: [DONE]". "logprobs"/"top_logprobs" add each
+ * token's log-probability and the most likely alternatives.
  */
 #include "api/models-impl.h"
+
+#include "api/completion.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -18,9 +25,6 @@
 #ifndef TUNA_VERSION
 #define TUNA_VERSION "0.0.0"
 #endif
-
-#define API_MAX_STOP 8
-#define API_MAX_STOP_BYTES 64
 
 /* ------------------------------------------------------------------------ */
 /* Model names                                                               */
@@ -100,22 +104,15 @@ int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
 /* ------------------------------------------------------------------------ */
 /* Request                                                                   */
 
-typedef struct gen_req {
-    const char *model;
-    const cJSON *prompts;    /* string or array of strings */
-    eng_sample_params sp;
-    const char *stop[API_MAX_STOP];
-} gen_req;
-
 static const char *const gen_keys[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed",
-    "stop", "stream", NULL,
+    "stop", "stream", "logprobs", "top_logprobs", NULL,
 };
 
-static int check_gen_keys(api_call *c)
+static int check_gen_keys(api_call *c, const cJSON *o)
 {
     const cJSON *it;
-    cJSON_ArrayForEach(it, c->json) {
+    cJSON_ArrayForEach(it, o) {
         bool ok = false;
         for (int i = 0; !ok && gen_keys[i]; i++)
             ok = strcmp(gen_keys[i], it->string) == 0;
@@ -129,9 +126,10 @@ static int check_gen_keys(api_call *c)
     return 0;
 }
 
-static int parse_prompts(api_call *c, gen_req *g)
+/* "prompt": a string or an array of 1..max_prompts strings. */
+static int parse_prompts(api_call *c, api_completion *j)
 {
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(c->json, "prompt");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(j->json, "prompt");
     const char *why = NULL;
     if (!p)
         why = "prompt is required";
@@ -150,181 +148,194 @@ static int parse_prompts(api_call *c, gen_req *g)
         api_error(c->res, 400, "invalid_parameter", why, -1, "prompt");
         return -1;
     }
-    g->prompts = p;
     return 0;
 }
 
-static int parse_stop(api_call *c, gen_req *g)
+static int set_prompts(api_call *c, api_completion *j)
 {
-    const cJSON *s = cJSON_GetObjectItemCaseSensitive(c->json, "stop");
-    if (!s || cJSON_IsNull(s))
-        return 0;
-    int n = 0;
-    bool ok = true;
-    if (cJSON_IsString(s)) {
-        g->stop[n++] = s->valuestring;
-    } else if (cJSON_IsArray(s) && cJSON_GetArraySize(s) <= API_MAX_STOP) {
-        const cJSON *e;
-        cJSON_ArrayForEach(e, s) {
-            ok = ok && cJSON_IsString(e);
-            if (ok)
-                g->stop[n++] = e->valuestring;
-        }
-    } else {
-        ok = false;
-    }
-    for (int i = 0; ok && i < n; i++)
-        ok = g->stop[i][0] && strlen(g->stop[i]) <= API_MAX_STOP_BYTES;
-    if (!ok) {
-        api_error(c->res, 400, "invalid_parameter",
-                  "stop must be a string or an array of at most 8 non-empty "
-                  "strings of at most 64 bytes", -1, "stop");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(j->json, "prompt");
+    const cJSON *e;
+    int k = 0;
+    j->prompt_is_list = cJSON_IsArray(p);
+    if (!j->prompt_is_list)
+        return api_completion_prompts(c, j, 1) < 0 ||
+                       api_completion_set_prompt(c, j, 0, p->valuestring,
+                                                 strlen(p->valuestring), false)
+                           < 0
+                   ? -1
+                   : 0;
+    if (api_completion_prompts(c, j, cJSON_GetArraySize(p)) < 0)
         return -1;
+    cJSON_ArrayForEach(e, p) {
+        if (api_completion_set_prompt(c, j, k++, e->valuestring,
+                                      strlen(e->valuestring), false) < 0)
+            return -1;
     }
-    g->sp.stop = g->stop;
-    g->sp.n_stop = n;
     return 0;
 }
 
-static int parse_gen(api_call *c, gen_req *g)
+static int parse_gen(api_call *c, api_completion *j, const char **ret_model)
 {
-    const cJSON *o = c->json;
-    int64_t max_tokens, top_k, seed, rnd = 0;
+    const cJSON *o = j->json;
+    int64_t max_tokens, top_k, seed, top, rnd = 0;
     double temp, top_p;
-    bool stream;
     getrandom(&rnd, sizeof(rnd), 0);
     rnd &= ((int64_t)1 << 53) - 1;
-    eng_sample_params_default(&g->sp);
-    if (check_gen_keys(c) < 0 ||
-        api_get_str(c, o, "model", 255, api_default_base(c->ctx), &g->model) < 0 ||
-        parse_prompts(c, g) < 0 ||
+    if (check_gen_keys(c, o) < 0 ||
+        api_get_str(c, o, "model", 255, api_default_base(c->ctx), ret_model) < 0 ||
+        parse_prompts(c, j) < 0 ||
         api_get_int(c, o, "max_tokens", 1, c->ctx->limits.max_gen_tokens, 64,
                     &max_tokens) < 0 ||
         api_get_num(c, o, "temperature", 0, 2, 1.0, &temp) < 0 ||
         api_get_num(c, o, "top_p", 0, 1, 1.0, &top_p) < 0 ||
         api_get_int(c, o, "top_k", 0, 1 << 20, 0, &top_k) < 0 ||
         api_get_int(c, o, "seed", 0, ((int64_t)1 << 53) - 1, rnd, &seed) < 0 ||
-        api_get_bool(c, o, "stream", false, &stream) < 0 || parse_stop(c, g) < 0)
+        api_get_bool(c, o, "stream", false, &j->stream) < 0 ||
+        api_get_bool(c, o, "logprobs", false, &j->logprobs) < 0 ||
+        api_get_int(c, o, "top_logprobs", 0, ENG_MAX_TOP_LOGPROBS, 0, &top) < 0 ||
+        api_completion_parse_stop(c, j, API_GEN_MAX_STOP) < 0)
         return -1;
-    if (stream) {
-        api_error(c->res, 400, "invalid_parameter",
-                  "streaming is not supported yet", -1, "stream");
-        return -1;
-    }
     if (top_p <= 0) {
         api_error(c->res, 400, "invalid_parameter",
                   "top_p must be greater than 0 and at most 1", -1, "top_p");
         return -1;
     }
-    g->sp.max_tokens = (int)max_tokens;
-    g->sp.temperature = (float)temp;
-    g->sp.top_p = (float)top_p;
-    g->sp.top_k = (int)top_k;
-    g->sp.seed = (uint64_t)seed;
-    g->sp.n_threads = c->ctx->gen_threads > 0 ? c->ctx->gen_threads : 1;
+    j->logprobs = j->logprobs || top > 0;
+    j->top_logprobs = (int)top;
+    j->seed = (uint64_t)seed;
+    j->same_seed = true; /* every prompt of an array samples with seed */
+    j->sp.max_tokens = (int)max_tokens;
+    j->sp.temperature = (float)temp;
+    j->sp.top_p = (float)top_p;
+    j->sp.top_k = (int)top_k;
     return 0;
 }
 
 /* ------------------------------------------------------------------------ */
-/* Running                                                                   */
+/* Answers: one object, a list, or a stream of {"index","text"} events       */
 
-static cJSON *usage_json(int prompt, int completion)
+static const char *finish_name(eng_finish f)
 {
-    cJSON *u = cJSON_CreateObject();
-    cJSON_AddNumberToObject(u, "prompt_tokens", prompt);
-    cJSON_AddNumberToObject(u, "completion_tokens", completion);
-    cJSON_AddNumberToObject(u, "total_tokens", prompt + completion);
-    return u;
+    return f == ENG_FINISH_STOP ? "stop" : "length";
 }
 
-/* One prompt -> result object, or NULL after an error reply. */
-static cJSON *run_one(api_call *c, eng_model *m, eng_tokenizer *t,
-                      eng_adapter *a, const char *prompt, const gen_req *g)
+/* [{"token","id","logprob","top_logprobs":[{"token","id","logprob"}]}] for
+ * tokens [from, n_toks) of a choice. */
+static cJSON *native_logprobs(const api_completion *j, const api_choice *ch,
+                              int from)
 {
-    int32_t one[1];
-    int n = 0, ctxlen = eng_model_config(m)->max_seq_len;
-    eng_tokenizer_encode(t, prompt, strlen(prompt), true, false, one, 1, &n);
-    if (n >= ctxlen) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "the prompt has %d tokens; the model's "
-                 "context is %d", n, ctxlen);
-        api_error(c->res, 422, "prompt_too_long", msg, -1, "prompt");
-        return NULL;
+    char buf[4 * 64 + 8];
+    const char *bytes;
+    int nb;
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = from; i < ch->n_toks; i++) {
+        const api_tok *t = &ch->toks[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "token", api_token_text(
+            j->t, t->prev, t->id, buf, sizeof(buf), &bytes, &nb));
+        cJSON_AddNumberToObject(e, "id", t->id);
+        cJSON_AddNumberToObject(e, "logprob", t->logprob);
+        cJSON *top = cJSON_AddArrayToObject(e, "top_logprobs");
+        for (int k = 0; k < t->n_top; k++) {
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddStringToObject(a, "token", api_token_text(
+                j->t, t->prev, t->top[k].id, buf, sizeof(buf), &bytes, &nb));
+            cJSON_AddNumberToObject(a, "id", t->top[k].id);
+            cJSON_AddNumberToObject(a, "logprob", t->top[k].logprob);
+            cJSON_AddItemToArray(top, a);
+        }
+        cJSON_AddItemToArray(arr, e);
     }
-    eng_sample_params sp = g->sp;
-    if (sp.max_tokens > ctxlen - n)
-        sp.max_tokens = ctxlen - n;
-    eng_generation gen = { 0 };
-    char err[256] = "";
-    int r = eng_generate(m, a, t, prompt, &sp, NULL, NULL, NULL, &gen, err,
-                         sizeof(err));
-    if (r < 0) {
-        if (r == -EINVAL)
-            api_error(c->res, 422, "generation_failed", err, -1, "prompt");
-        else
-            api_reply_errno(c, r, err);
-        return NULL;
-    }
+    return arr;
+}
+
+static void native_event(api_completion *j, int i, const char *text,
+                         size_t len, bool last)
+{
+    api_choice *ch = &j->choices[i];
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "text", gen.text ? gen.text : "");
-    cJSON_AddStringToObject(o, "finish_reason",
-                            gen.finish == ENG_FINISH_STOP ? "stop" : "length");
-    cJSON_AddItemToObject(o, "usage", usage_json(gen.prompt_tokens,
-                                                 gen.completion_tokens));
-    eng_generation_done(&gen);
+    char *s = strndup(text, len);
+    cJSON_AddNumberToObject(o, "index", i);
+    cJSON_AddStringToObject(o, "text", s ? s : "");
+    free(s);
+    if (j->logprobs)
+        cJSON_AddItemToObject(o, "logprobs",
+                              native_logprobs(j, ch, ch->toks_sent));
+    if (last) {
+        cJSON_AddStringToObject(o, "finish_reason", finish_name(ch->finish));
+        cJSON_AddItemToObject(o, "usage", api_usage_json(
+            ch->prompt_tokens, ch->completion_tokens));
+    }
+    api_completion_event(j, o);
+}
+
+static void native_chunk(api_completion *j, int i, const char *text,
+                         size_t len)
+{
+    native_event(j, i, text, len, false);
+}
+
+static void native_finish(api_completion *j, int i)
+{
+    native_event(j, i, "", 0, true);
+}
+
+static void native_end(api_completion *j)
+{
+    api_completion_event_raw(j, "[DONE]");
+}
+
+static cJSON *native_result(const api_completion *j, int i)
+{
+    const api_choice *ch = &j->choices[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "text", ch->text ? ch->text : "");
+    cJSON_AddStringToObject(o, "finish_reason", finish_name(ch->finish));
+    cJSON_AddItemToObject(o, "usage", api_usage_json(ch->prompt_tokens,
+                                                     ch->completion_tokens));
+    if (j->logprobs)
+        cJSON_AddItemToObject(o, "logprobs", native_logprobs(j, ch, 0));
     return o;
 }
 
-static cJSON *run_all(api_call *c, eng_model *m, eng_tokenizer *t,
-                      eng_adapter *a, const gen_req *g, const char *name)
+static cJSON *native_response(api_completion *j)
 {
-    if (cJSON_IsString(g->prompts)) {
-        cJSON *o = run_one(c, m, t, a, g->prompts->valuestring, g);
-        if (o) {
-            cJSON_AddStringToObject(o, "object", "generation");
-            cJSON_AddStringToObject(o, "model", name);
-        }
+    if (!j->prompt_is_list) {
+        cJSON *o = native_result(j, 0);
+        cJSON_AddStringToObject(o, "object", "generation");
+        cJSON_AddStringToObject(o, "model", j->model_name);
         return o;
     }
     cJSON *list = cJSON_CreateObject();
     cJSON_AddStringToObject(list, "object", "list");
-    cJSON_AddStringToObject(list, "model", name);
+    cJSON_AddStringToObject(list, "model", j->model_name);
     cJSON *arr = cJSON_AddArrayToObject(list, "results");
-    int pt = 0, ct = 0, i = 0;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, g->prompts) {
-        cJSON *o = run_one(c, m, t, a, p->valuestring, g);
-        if (!o) {
-            cJSON_Delete(list);
-            return NULL;
-        }
-        cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "usage");
-        pt += cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens")->valueint;
-        ct += cJSON_GetObjectItemCaseSensitive(u, "completion_tokens")->valueint;
-        cJSON_AddNumberToObject(o, "index", i++);
+    for (int i = 0; i < j->n_prompts; i++) {
+        cJSON *o = native_result(j, i);
+        cJSON_AddNumberToObject(o, "index", i);
         cJSON_AddItemToArray(arr, o);
     }
-    cJSON_AddItemToObject(list, "usage", usage_json(pt, ct));
+    cJSON_AddItemToObject(list, "usage", api_completion_usage(j));
     return list;
 }
 
+static const api_gen_format native_format = {
+    .chunk = native_chunk, .finish = native_finish, .end = native_end,
+    .response = native_response,
+};
+
 void api_h_generate(api_call *c)
 {
-    gen_req g = { 0 };
-    if (parse_gen(c, &g) < 0)
+    const char *model = NULL;
+    api_completion *j = api_completion_new(c, API_GEN_NATIVE, &native_format);
+    if (!j)
         return;
-    eng_model *m = NULL;
-    eng_tokenizer *t = NULL;
-    eng_adapter *a = NULL;
-    char name[256];
-    if (api_model_resolve(c, g.model, &m, &t, &a, name, sizeof(name)) < 0)
+    if (parse_gen(c, j, &model) < 0 || api_completion_model(c, j, model) < 0 ||
+        set_prompts(c, j) < 0) {
+        api_completion_free(j);
         return;
-    cJSON *o = run_all(c, m, t, a, &g, name);
-    if (o)
-        api_reply_json(c, 200, o);
-    eng_adapter_unref(a);
-    eng_tokenizer_unref(t);
-    eng_model_unref(m);
+    }
+    api_completion_run(c, j);
 }
 
 /* ------------------------------------------------------------------------ */

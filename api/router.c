@@ -15,6 +15,7 @@
  *      JSON object) and parsed into c->json;
  *   5. the handler runs, and CORS headers are added to whatever it answered.
  */
+#include "api/oai_serve.h" /* includes api-impl.h */
 #include "api/api-impl.h"
 #include "api/models-impl.h"
 
@@ -33,6 +34,11 @@ static const api_route routes[] = {
     { "POST", "/jobs/{id}/cancel", api_h_jobs_cancel, API_ID_JOB },
     { "GET", "/jobs/{id}/events", api_h_jobs_events, API_ID_JOB },
     { "POST", "/generate", api_h_generate, API_BODY_JSON },
+    /* OpenAI-compatible serving (oai_serve.c) */
+    { "GET", "/v1/models", api_h_v1_models, 0 },
+    { "GET", "/v1/models/{id}", api_h_v1_model_get, 0 },
+    { "POST", "/v1/completions", api_h_v1_completions, API_BODY_JSON },
+    { "POST", "/v1/chat/completions", api_h_v1_chat, API_BODY_JSON },
     { "GET", "/models", api_h_models_list, 0 },
     /* models, tokenizers, adapters in and out (models.c, tokenize.c,
     { "POST", "/jobs/{id}/pause", api_h_jobs_pause, API_ID_JOB },

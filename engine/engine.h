@@ -470,6 +470,13 @@ int eng_generate_ids(eng_model *m, const eng_adapter *a,
 void eng_generation_done(eng_generation *g);
 
 /* ------------------------------------------------------------------------ */
+/* Encodes a prompt the way eng_generate does, into a malloc'd array (free
+ * it): BOS first when the tokenizer adds one by default. With
+ * parse_special (text rendered by a model's chat template), special-token
+ * text becomes its token and no BOS is added when the text already starts
+ * with the BOS token's text. -EINVAL invalid UTF-8, -ENOMEM. */
+int eng_prompt_encode(const eng_tokenizer *t, const char *text, size_t len,
+                      bool parse_special, int32_t **ret_ids, int *ret_n);
 /* Probing, chat-template training, export (model_probe.c, data.c, export.c) */
 
 /* What a model file says about itself, read without loading the weights

@@ -584,3 +584,39 @@ int eng_generate(eng_model *m, const eng_adapter *a, const eng_tokenizer *t,
     free(ids);
     return rc;
 }
+
+int eng_prompt_encode(const eng_tokenizer *t, const char *text, size_t len,
+                      bool parse_special, int32_t **ret_ids, int *ret_n)
+{
+    bool bos = t && t->add_bos_default;
+    int32_t *ids = NULL;
+    int n = 0, cap, rc;
+
+    if (!t || (!text && len) || !ret_ids || !ret_n)
+        return -EINVAL;
+    if (bos && parse_special && t->bos_id >= 0) {
+        const char *p;
+        int k = eng_tokenizer_piece(t, -1, t->bos_id, &p);
+
+        bos = !(k > 0 && (size_t)k <= len && !memcmp(text, p, (size_t)k));
+    }
+    cap = (int)(len < (1u << 28) ? len : (1u << 28)) + 2;
+    for (;;) {
+        ids = malloc((size_t)cap * sizeof(*ids));
+        if (!ids)
+            return -ENOMEM;
+        rc = eng_tokenizer_encode(t, text ? text : "", len, bos, parse_special,
+                                  ids, cap, &n);
+        if (rc || n <= cap)
+            break;
+        free(ids);
+        cap = n;
+    }
+    if (rc) {
+        free(ids);
+        return rc;
+    }
+    *ret_ids = ids;
+    *ret_n = n;
+    return 0;
+}

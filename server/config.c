@@ -35,6 +35,7 @@ void srv_config_default(srv_config *c)
     c->max_connections = 256;
     c->connection_timeout = 60;
     api_limits_default(&c->limits);
+    api_serve_limits_default(&c->serve);
 }
 
 const char *srv_config_default_embedded_dir(void)
@@ -82,6 +83,12 @@ void srv_usage_serve(FILE *f)
         "  --max-seq-len N      longest training sequence (default 2048)\n"
         "  --max-gen-tokens N   most tokens one /generate may ask "
         "(default 2048)\n"
+        "  --max-concurrent-requests N  generation requests running "
+        "at once (default 4)\n"
+        "  --max-queued-requests N  more waiting for a slot; 429 "
+        "beyond (default 64)\n"
+        "  --request-timeout S  seconds one generation may take, "
+        "queue included (default 300; 0 = none)\n"
         "  --max-connections N  concurrent HTTP connections (default 256)\n"
         "  --cors-origins LIST  \"*\" or comma-separated origins "
         "(default *)\n"
@@ -131,6 +138,7 @@ static int parse_int(const char *s, int lo, int hi, int *ret)
 }
 
 static const char *const value_flags[] = {
+    "max-concurrent-requests", "max-queued-requests", "request-timeout",
     "host", "port", "data-dir", "models-dir", "embedded-dir", "cors-origins",
     "workers", "threads", "max-connections", "max-body-bytes", "max-rows",
     "max-seq-len", "max-gen-tokens", "log-format", "webhook-secret",
@@ -175,6 +183,12 @@ static int set_flag(srv_config *c, const char *name, const char *val)
         return parse_int(val, 8, 1 << 20, &c->limits.max_seq_len);
     else if (!strcmp(name, "max-gen-tokens"))
         return parse_int(val, 1, 1 << 20, &c->limits.max_gen_tokens);
+    else if (!strcmp(name, "max-concurrent-requests"))
+        return parse_int(val, 1, 4096, &c->serve.max_concurrent);
+    else if (!strcmp(name, "max-queued-requests"))
+        return parse_int(val, 0, 1 << 20, &c->serve.max_queued);
+    else if (!strcmp(name, "request-timeout"))
+        return parse_int(val, 0, 1 << 24, &c->serve.request_timeout_s);
     else if (!strcmp(name, "log-format")) {
         if (strcmp(val, "json") && strcmp(val, "text"))
             return -EINVAL;

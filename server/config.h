@@ -28,6 +28,7 @@ typedef struct srv_config {
     bool json_logs;
     bool verbose;
     api_limits limits;
+    api_serve_limits serve;    /* generation admission */
     /* derived by srv_config_finish() */
     int train_threads;         /* engine threads of each training worker */
     int gen_threads;           /* engine threads of each /generate request */

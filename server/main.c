@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@ typedef struct daemon_state {
     bool ipv6;
     store *db;
     api_registry *models;
+    api_serve *serve;
     api_ctx ctx;
     srv_pool *pool;
     srv_webhooks *webhooks;
@@ -198,6 +200,43 @@ static void announce(const daemon_state *d)
     fflush(stdout);
 }
 
+/* Lends api/ a thread for one streamed generation (api_ctx.spawn): api/
+ * owns no threads. Detached; it ends when the generation has written its
+ * stream (api_serve_stop waits for every generation at shutdown). */
+typedef struct spawn_call {
+    void (*fn)(void *);
+    void *arg;
+} spawn_call;
+
+static void *spawn_main(void *p)
+{
+    spawn_call sc = *(spawn_call *)p;
+    free(p);
+    sc.fn(sc.arg);
+    return NULL;
+}
+
+static int spawn_thread(void *user, void (*fn)(void *), void *arg)
+{
+    pthread_attr_t a;
+    pthread_t t;
+    spawn_call *sc = malloc(sizeof *sc);
+    (void)user;
+    if (!sc)
+        return -ENOMEM;
+    sc->fn = fn;
+    sc->arg = arg;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    int r = pthread_create(&t, &a, spawn_main, sc);
+    pthread_attr_destroy(&a);
+    if (r != 0) {
+        free(sc);
+        return -r;
+    }
+    return 0;
+}
+
 static int start(daemon_state *d)
 {
     srv_config *c = &d->cfg;
@@ -232,10 +271,15 @@ static int start(daemon_state *d)
                 *err ? err : strerror(-e));
         return e;
     }
+    if ((e = api_serve_new(&c->serve, &d->serve)) < 0) {
+        fprintf(stderr, "tunad: out of memory\n");
+        return e;
+    }
     d->ctx = (api_ctx){
         .db = d->db, .models = d->models, .data_dir = c->data_dir,
         .limits = c->limits, .cors_origins = c->cors_origins,
         .notify_jobs = srv_pool_notify, .notify_user = d->pool,
+        .serve = d->serve, .spawn = spawn_thread,
         .gen_threads = c->gen_threads, .train_threads = c->train_threads,
     };
     srv_webhooks_params wp = {
@@ -263,10 +307,12 @@ static int start(daemon_state *d)
 static void stop(daemon_state *d)
 {
     srv_http_quiesce(d->http);
+    api_serve_stop(d->serve); /* generations end within a token */
     srv_pool_stop(d->pool);
     srv_http_stop(d->http);
     srv_webhooks_free(d->webhooks);
     srv_pool_free(d->pool);
+    api_serve_free(d->serve);
     api_registry_free(d->models);
     store_close(d->db);
     if (d->listen_fd >= 0)
