@@ -44,6 +44,23 @@ void eng_k_matmul_naive(float *out, const float *x, const eng_tensor *W,
  * core; other dtypes go through eng_k_matmul. Single-threaded (gemv.c). */
 void eng_k_gemv(float *out, const float *x, const eng_tensor *W,
                 int accumulate);
+/* out[r * ldo + o] = alpha * x_r . W_o (+ the old value with accumulate)
+ * for rows r < n: the inference matmul (rowmm.c). Every element is one dot
+ * product in a fixed summation order, so row r's result depends only on x_r
+ * and W: never on n, on the other rows or on the thread count. Threaded over
+ * output rows (eng_k_get_threads()); any dtype (non-f32 rows are converted
+ * to f32 first). */
+void eng_k_rowmm(float *out, size_t ldo, const float *x, size_t ldx,
+                 const eng_tensor *W, int n, float alpha, int accumulate);
+/* Runs fn(arg, p, n) for every part p < n_parts, part 0 on the calling
+ * thread and the rest on rowmm's pool (which grows to n_parts - 1 helpers);
+ * returns once all are done. If the pool is busy (another thread's call)
+ * every part runs on the caller, in order. Returns the part count used
+ * (n_parts may shrink to the helpers that could be started). */
+int eng_k_parallel(void (*fn)(void *arg, int part, int n_parts), void *arg,
+                   int n_parts);
+/* a . b over n floats in rowmm's fixed order (16 lanes, tail, fixed fold). */
+float eng_k_dot(const float *a, const float *b, int n);
 /* dx[n, in] (+)= dy[n, out] @ W[out, in]  (backward through a linear). */
 void eng_k_matmul_bwd_x(float *dx, const float *dy, const eng_tensor *W,
                         int n, int accumulate);

@@ -1,0 +1,470 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * batch.c - one forward over several sessions of one base model, each with
+ * its own KV cache and LoRA adapter (see batch.h).
+ *
+ * A call sorts its items into two kinds. A long prompt (>= GEMM_ROWS rows)
+ * runs alone, in chunks of CHUNK rows. Everything else (decode steps,
+ * short prompts) is laid out as rows of one block, grouped by adapter, and
+ * runs together: per layer
+ *
+ *   xb = rmsnorm(x)                               (R, dim)
+ *   q, k, v = xb W^T (+ bias) (+ scale (xb A^T) B^T per adapter group)
+ *   rope(q, k) at each row's own position; k, v rows into their caches
+ *   per sequence, row and head: softmax(q K^T / sqrt(hd)) V   (own cache)
+ *   x += att Wo^T (+ LoRA) ; xb = rmsnorm(x)
+ *   x += (silu(xb Wg^T) * xb Wu^T) Wd^T          (each + LoRA)
+ *
+ * with every linear an eng_k_rowmm over all R rows (the weights stream once
+ * per step for the whole batch), and finally the LM head over the last row
+ * of every sequence at once. Each row is computed in a fixed order however
+ * many rows there are (rowmm.c), attention included (one row at a time,
+ * eng_k_dot, then a softmax and a V sum in key order), so a sequence's
+ * logits never depend on its neighbours.
+ *
+ * Why not OpenBLAS for prompts: its sgemm results for a row depend on the
+ * row count (sgemv for one row, other kernels for more) and, measured here,
+ * on its thread count, which a training job in the same process may set;
+ * so a prompt's bits would depend on the load. rowmm's do not. (The GEMM
+ * path is kept, off, behind fwd.gemm for a future packed kernel.)
+ *
+ * Attention and the per-sequence work split over rowmm's pool by (row,
+ * head) pairs.
+ */
+#include "batch.h"
+#include "session.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { GEMM_ROWS = ENG_BATCH_GEMM_ROWS, CHUNK = ENG_BATCH_CHUNK };
+
+/* One sequence's rows within a forward. */
+typedef struct seg {
+    eng_session *s;
+    const int32_t *ids;
+    int n;          /* rows */
+    int r0;         /* first row in the block */
+    int p0;         /* position of the first row */
+} seg;
+
+struct eng_batch {
+    eng_model *m;
+    int max_seqs, rows;           /* capacities */
+    int lora_cap;                 /* rank capacity of lora_tmp */
+    seg *segs;                    /* (max_seqs) */
+    const eng_batch_item **order; /* (max_seqs) items sorted by adapter */
+    int *pos;                     /* (rows) */
+    float *x, *xb, *q, *k, *v;    /* (rows, dim|max(dim,q)|q_dim|kv|kv) */
+    float *hb, *hb2;              /* (rows, hidden) */
+    float *lora_tmp;              /* (rows, lora_cap) */
+    float *scores;                /* (threads, ctx_max) */
+    float *logits;                /* (max_seqs, vocab) */
+    int n_score_bufs;
+    float *block;
+};
+
+static int imax(int a, int b) { return a > b ? a : b; }
+
+/* ------------------------------------------------------------------------ */
+/* Session accessors (the struct is engine-internal)                        */
+
+int eng_session_n_past(const eng_session *s) { return s->n_past; }
+int eng_session_ctx(const eng_session *s) { return s->ctx; }
+const float *eng_session_logits(const eng_session *s) { return s->logits; }
+
+size_t eng_session_bytes(const eng_session *s)
+{
+    const eng_config *c = &s->model->cfg;
+    size_t B = (size_t)s->max_batch, q_dim = (size_t)c->n_heads * c->head_dim;
+    size_t kv = (size_t)c->n_layers * s->ctx * c->n_kv_heads * c->head_dim;
+
+    return sizeof(*s) + sizeof(float) *
+           (2 * kv + B * ((size_t)c->dim + imax(c->dim, (int)q_dim) + q_dim +
+                          2 * (size_t)c->hidden_dim + s->ctx) +
+            c->vocab_size + B * s->lora_cap);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                 */
+
+enum { MAX_SCORE_BUFS = 64 };
+
+int eng_batch_new(eng_model *m, int max_seqs, eng_batch **ret)
+{
+    const eng_config *c = &m->cfg;
+    int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+    size_t R, n;
+    eng_batch *b;
+    float *p;
+
+    if (!m || max_seqs <= 0 || !ret)
+        return -EINVAL;
+    b = calloc(1, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    b->max_seqs = max_seqs;
+    b->rows = imax(CHUNK, max_seqs * (GEMM_ROWS - 1));
+    b->n_score_bufs = MAX_SCORE_BUFS;
+    R = (size_t)b->rows;
+    n = R * ((size_t)c->dim + imax(c->dim, q_dim) + q_dim + 2 * kv_dim +
+             2 * (size_t)c->hidden_dim) +
+        (size_t)b->n_score_bufs * c->max_seq_len +
+        (size_t)max_seqs * c->vocab_size;
+    b->block = malloc(n * sizeof(float));
+    b->segs = calloc((size_t)max_seqs, sizeof(*b->segs));
+    b->order = calloc((size_t)max_seqs, sizeof(*b->order));
+    b->pos = calloc(R, sizeof(*b->pos));
+    if (!b->block || !b->segs || !b->order || !b->pos) {
+        eng_batch_free(b);
+        return -ENOMEM;
+    }
+    p = b->block;
+    b->x = p, p += R * c->dim;
+    b->xb = p, p += R * imax(c->dim, q_dim);
+    b->q = p, p += R * q_dim;
+    b->k = p, p += R * kv_dim;
+    b->v = p, p += R * kv_dim;
+    b->hb = p, p += R * c->hidden_dim;
+    b->hb2 = p, p += R * c->hidden_dim;
+    b->scores = p, p += (size_t)b->n_score_bufs * c->max_seq_len;
+    b->logits = p;
+    b->m = eng_model_ref(m);
+    *ret = b;
+    return 0;
+}
+
+void eng_batch_free(eng_batch *b)
+{
+    if (!b)
+        return;
+    eng_model_unref(b->m);
+    free(b->block);
+    free(b->lora_tmp);
+    free(b->segs);
+    free(b->order);
+    free(b->pos);
+    free(b);
+}
+
+static int ensure_lora(eng_batch *b, int rank)
+{
+    float *t;
+
+    if (rank <= b->lora_cap)
+        return 0;
+    t = malloc((size_t)b->rows * rank * sizeof(float));
+    if (!t)
+        return -ENOMEM;
+    free(b->lora_tmp);
+    b->lora_tmp = t;
+    b->lora_cap = rank;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Building blocks                                                           */
+
+/* A forward over segs[0..n_segs): rows r0.. of the block. gemm: one long
+ * prompt chunk whose linears are OpenBLAS GEMMs. */
+typedef struct fwd {
+    eng_batch *b;
+    const eng_config *c;
+    seg *segs;
+    int n_segs, R;
+    bool gemm;
+    int l;                        /* current layer (attention jobs) */
+} fwd;
+
+/* y (R, W.rows) (+)= x (R, W.cols) W^T */
+static void linear(const fwd *f, float *y, const float *x,
+                   const eng_tensor *W, int acc)
+{
+    if (f->gemm)
+        eng_k_matmul(y, x, W, f->R, acc);
+    else
+        eng_k_rowmm(y, (size_t)W->rows, x, (size_t)W->cols, W, f->R, 1.0f,
+                    acc);
+}
+
+/* y += scale (x A^T) B^T for the rows of each adapter group (consecutive
+ * segments sharing an adapter). */
+static void lora_add(const fwd *f, int t, const float *x, int in, float *y,
+                     int out)
+{
+    eng_batch *b = f->b;
+
+    for (int i = 0; i < f->n_segs;) {
+        const eng_adapter *a = f->segs[i].s->adapter;
+        int j = i + 1, r0 = f->segs[i].r0, n;
+        const eng_lora *lo;
+
+        while (j < f->n_segs && f->segs[j].s->adapter == a)
+            j++;
+        n = f->segs[j - 1].r0 + f->segs[j - 1].n - r0;
+        i = j;
+        if (!a || !(lo = eng_adapter_at(a, f->l, t))->A)
+            continue;
+        eng_tensor A = { ENG_DT_F32, a->rank, lo->in, lo->A };
+        eng_tensor B = { ENG_DT_F32, lo->out, a->rank, lo->B };
+
+        eng_k_rowmm(b->lora_tmp, (size_t)a->rank, x + (size_t)r0 * in,
+                    (size_t)in, &A, n, 1.0f, 0);
+        eng_k_rowmm(y + (size_t)r0 * out, (size_t)out, b->lora_tmp,
+                    (size_t)a->rank, &B, n, a->scale, 1);
+    }
+}
+
+static void project(const fwd *f, int t, float *y, const float *x, int acc)
+{
+    eng_layer *L = &f->b->m->layers[f->l];
+    const eng_tensor *W = eng_layer_target(L, t);
+    const eng_tensor *bias = t == ENG_T_Q ? &L->bq : t == ENG_T_K ? &L->bk :
+                             t == ENG_T_V ? &L->bv : NULL;
+
+    linear(f, y, x, W, acc);
+    if (bias && bias->data)
+        eng_k_add_bias(y, bias, f->R, bias->cols);
+    lora_add(f, t, x, W->cols, y, W->rows);
+}
+
+/* out (hd) = softmax(q . K_t * scale, t < T) V for one query row and head:
+ * scores by eng_k_dot, the V sum in key order (each element's sum has one
+ * fixed order). */
+ENG_K_CLONES
+static void attend(const float *q, const float *K, const float *V, int T,
+                   int hd, int kv_dim, float scale, float *p, float *out)
+{
+    for (int t = 0; t < T; t++)
+        p[t] = eng_k_dot(q, K + (size_t)t * kv_dim, hd) * scale;
+    eng_k_softmax(p, T);
+    memset(out, 0, (size_t)hd * sizeof(*out));
+    for (int t = 0; t < T; t++) {
+        const float *v = V + (size_t)t * kv_dim;
+        float a = p[t];
+
+        for (int i = 0; i < hd; i++)
+            out[i] += a * v[i];
+    }
+}
+
+/* Attention job part: (row, head) pairs split evenly over the parts. */
+static void attention_part(void *arg, int part, int n_parts)
+{
+    const fwd *f = arg;
+    const eng_config *c = f->c;
+    eng_batch *b = f->b;
+    int hd = c->head_dim, H = c->n_heads, q_dim = H * hd;
+    int kv_dim = c->n_kv_heads * hd, group = H / c->n_kv_heads;
+    int64_t total = (int64_t)f->R * H;
+    int64_t w0 = total * part / n_parts, w1 = total * (part + 1) / n_parts;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *p = b->scores + (size_t)part * c->max_seq_len;
+    int si = 0;
+
+    for (int64_t w = w0; w < w1; w++) {
+        int r = (int)(w / H), h = (int)(w % H);
+        const seg *sg;
+        size_t off;
+
+        while (r >= f->segs[si].r0 + f->segs[si].n)
+            si++;
+        sg = &f->segs[si];
+        off = (size_t)f->l * sg->s->ctx * kv_dim + (h / group) * hd;
+        attend(b->q + (size_t)r * q_dim + h * hd, sg->s->k_cache + off,
+               sg->s->v_cache + off, sg->p0 + (r - sg->r0) + 1, hd, kv_dim,
+               scale, p, b->xb + (size_t)r * q_dim + h * hd);
+    }
+}
+
+static void attention(fwd *f)
+{
+    const eng_config *c = f->c;
+    int parts = eng_k_get_threads();
+    double work = 0;
+
+    for (int i = 0; i < f->n_segs; i++)
+        work += (double)f->segs[i].n * (f->segs[i].p0 + f->segs[i].n);
+    work *= (double)c->n_heads * c->head_dim;
+    if (parts > f->b->n_score_bufs)
+        parts = f->b->n_score_bufs;
+    if (work < 65536.0 || parts > f->R * c->n_heads)
+        parts = 1;
+    eng_k_parallel(attention_part, f, parts);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forward                                                                   */
+
+static void layer_forward(fwd *f, int l)
+{
+    const eng_config *c = f->c;
+    eng_batch *b = f->b;
+    eng_layer *L = &b->m->layers[l];
+    int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, R = f->R;
+
+    f->l = l;
+    /* attention block */
+    eng_k_rmsnorm(b->xb, b->x, &L->attn_norm, R, c->dim, c->norm_eps, NULL);
+    project(f, ENG_T_Q, b->q, b->xb, 0);
+    project(f, ENG_T_K, b->k, b->xb, 0);
+    project(f, ENG_T_V, b->v, b->xb, 0);
+    eng_k_rope(b->q, R, c->n_heads, hd, b->pos, b->m->rope_inv_freq,
+               c->rope_style, 0);
+    eng_k_rope(b->k, R, c->n_kv_heads, hd, b->pos, b->m->rope_inv_freq,
+               c->rope_style, 0);
+    for (int i = 0; i < f->n_segs; i++) {
+        const seg *sg = &f->segs[i];
+        size_t off = ((size_t)l * sg->s->ctx + sg->p0) * kv_dim;
+        size_t len = (size_t)sg->n * kv_dim * sizeof(float);
+
+        memcpy(sg->s->k_cache + off, b->k + (size_t)sg->r0 * kv_dim, len);
+        memcpy(sg->s->v_cache + off, b->v + (size_t)sg->r0 * kv_dim, len);
+    }
+    attention(f);
+    project(f, ENG_T_O, b->x, b->xb, 1);
+
+    /* MLP block */
+    eng_k_rmsnorm(b->xb, b->x, &L->ffn_norm, R, c->dim, c->norm_eps, NULL);
+    project(f, ENG_T_GATE, b->hb, b->xb, 0);
+    project(f, ENG_T_UP, b->hb2, b->xb, 0);
+    /* row by row: the vectorized body and its scalar tail round the exp
+     * polynomial differently, so one call over R rows would make a row's
+     * bits depend on where it starts */
+    for (int r = 0; r < R; r++) {
+        size_t o = (size_t)r * c->hidden_dim;
+
+        eng_k_swiglu(b->hb + o, b->hb + o, b->hb2 + o, (size_t)c->hidden_dim);
+    }
+    project(f, ENG_T_DOWN, b->x, b->hb, 1);
+}
+
+/* Runs f's rows through every layer; with logits, the LM head over each
+ * segment's last row into its session. */
+static void forward(fwd *f, bool want_logits)
+{
+    const eng_config *c = f->c;
+    eng_batch *b = f->b;
+    int V = c->vocab_size;
+
+    for (int i = 0; i < f->n_segs; i++) {
+        seg *sg = &f->segs[i];
+
+        for (int r = 0; r < sg->n; r++) {
+            eng_k_row_f32(&b->m->tok_emb, sg->ids[r],
+                          b->x + (size_t)(sg->r0 + r) * c->dim);
+            b->pos[sg->r0 + r] = sg->p0 + r;
+        }
+    }
+    for (int l = 0; l < c->n_layers; l++)
+        layer_forward(f, l);
+    for (int i = 0; i < f->n_segs; i++)
+        f->segs[i].s->n_past += f->segs[i].n;
+    if (!want_logits)
+        return;
+    for (int i = 0; i < f->n_segs; i++) {
+        const seg *sg = &f->segs[i];
+
+        eng_k_rmsnorm(b->xb + (size_t)i * c->dim,
+                      b->x + (size_t)(sg->r0 + sg->n - 1) * c->dim,
+                      &b->m->final_norm, 1, c->dim, c->norm_eps, NULL);
+    }
+    eng_k_rowmm(b->logits, (size_t)V, b->xb, (size_t)c->dim, &b->m->lm_head,
+                f->n_segs, 1.0f, 0);
+    for (int i = 0; i < f->n_segs; i++)
+        memcpy(f->segs[i].s->logits, b->logits + (size_t)i * V,
+               (size_t)V * sizeof(float));
+}
+
+/* A long prompt: chunks of CHUNK rows, alone (it would crowd the block). */
+static void run_long(eng_batch *b, const eng_batch_item *it)
+{
+    fwd f = { b, &b->m->cfg, b->segs, 1, 0, false, 0 };
+
+    for (int done = 0; done < it->n;) {
+        int k = it->n - done < CHUNK ? it->n - done : CHUNK;
+
+        b->segs[0] = (seg){ it->s, it->ids + done, k, 0, it->s->n_past };
+        f.R = k;
+        forward(&f, done + k == it->n);
+        done += k;
+    }
+}
+
+static int adapter_cmp(const void *x, const void *y)
+{
+    const eng_adapter *a = (*(const eng_batch_item *const *)x)->s->adapter;
+    const eng_adapter *c = (*(const eng_batch_item *const *)y)->s->adapter;
+
+    return a == c ? 0 : (uintptr_t)a < (uintptr_t)c ? -1 : 1;
+}
+
+/* Short items order[0..n): rows side by side, as many per forward as fit. */
+static void run_short(eng_batch *b, const eng_batch_item **order, int n)
+{
+    fwd f = { b, &b->m->cfg, b->segs, 0, 0, false, 0 };
+
+    qsort(order, (size_t)n, sizeof(*order), adapter_cmp);
+    for (int i = 0; i < n;) {
+        f.n_segs = 0;
+        f.R = 0;
+        while (i < n && f.n_segs < b->max_seqs &&
+               f.R + order[i]->n <= b->rows) {
+            const eng_batch_item *it = order[i++];
+
+            b->segs[f.n_segs++] = (seg){ it->s, it->ids, it->n, f.R,
+                                         it->s->n_past };
+            f.R += it->n;
+        }
+        forward(&f, true);
+    }
+}
+
+static int check_items(eng_batch *b, const eng_batch_item *items, int n)
+{
+    int vocab = b->m->cfg.vocab_size;
+
+    for (int i = 0; i < n; i++) {
+        const eng_batch_item *it = &items[i];
+
+        if (!it->s || it->s->model != b->m || it->n < 1 || !it->ids)
+            return -EINVAL;
+        if (it->n > it->s->ctx - it->s->n_past)
+            return -ENOSPC;
+        for (int k = 0; k < it->n; k++)
+            if (it->ids[k] < 0 || it->ids[k] >= vocab)
+                return -EINVAL;
+        for (int j = 0; j < i; j++)
+            if (items[j].s == it->s)
+                return -EINVAL;
+        if (it->s->adapter && ensure_lora(b, it->s->adapter->rank))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+int eng_batch_eval(eng_batch *b, const eng_batch_item *items, int n_items)
+{
+    int rc, n_short = 0;
+
+    if (!b || (!items && n_items) || n_items < 0)
+        return -EINVAL;
+    if ((rc = check_items(b, items, n_items)))
+        return rc;
+    for (int i = 0; i < n_items; i++) {
+        if (items[i].n >= GEMM_ROWS) {
+            run_long(b, &items[i]);
+            continue;
+        }
+        b->order[n_short++] = &items[i];
+        if (n_short == b->max_seqs) {
+            run_short(b, b->order, n_short);
+            n_short = 0;
+        }
+    }
+    if (n_short)
+        run_short(b, b->order, n_short);
+    return 0;
+}
