@@ -22,12 +22,21 @@
 /* ------------------------------------------------------------------------ */
 /* Calls and routes                                                          */
 
+/* Who calls: set by the router before any handler runs. */
+typedef struct api_caller {
+    bool auth;            /* API keys are on (some key is active) */
+    bool admin;           /* admin key, or keys off: sees everything */
+    char key_id[48];      /* "" when keys are off */
+    char key_name[128];
+} api_caller;
+
 typedef struct api_call {
     api_ctx *ctx;
     const api_request *req;
     api_response *res;
     char id[64];          /* the {id} segment, validated */
     cJSON *json;          /* parsed body for API_BODY_JSON routes, else NULL */
+    api_caller who;       /* the resolved API key (auth.c) */
     bool dry_run;         /* POST /jobs preflight: store and queue nothing */
 } api_call;
 
@@ -38,6 +47,11 @@ enum {
     API_BODY_ANY = 1 << 1,    /* handler reads the body itself */
     API_ID_DS = 1 << 2,       /* {id} must be ds_<hex> */
     API_ID_JOB = 1 << 3,      /* {id} must be job_<hex> */
+    /* auth.c: */
+    API_PUBLIC = 1 << 12,     /* no API key needed (/health) */
+    API_ADMIN = 1 << 13,      /* admin keys only (403 for members) */
+    API_QUOTA_JOB = 1 << 14,  /* creates a job: jobs-in-flight quota */
+    API_QUOTA_STORAGE = 1 << 15, /* may store a dataset: storage quota */
 };
 
 typedef struct api_route {
@@ -252,6 +266,44 @@ void api_h_oai_jobs_events(api_call *c);
 void api_h_oai_jobs_checkpoints(api_call *c);
 
 /* ------------------------------------------------------------------------ */
+/* Keys, ownership, quotas, usage (auth.c)                                   */
+
+/* Runs for every matched route before its handler: resolves the bearer key
+ * (401), checks the role (403), the per-key rate limit (429 +
+ * Retry-After), the quotas of API_QUOTA_* routes (429) and the visibility
+ * of the {id} of API_ID_DS / API_ID_JOB routes (404). false after an error
+ * reply. */
+bool api_auth_route(api_call *c, unsigned flags);
+bool api_auth_resource(api_call *c, unsigned flags);
+/* The owner filter for store_*_for: NULL when the caller sees everything
+ * (admin, keys off), else its key id. */
+const char *api_owner(const api_call *c);
+/* The owner to record on a new dataset or job ("" when keys are off). */
+const char *api_owner_stamp(const api_call *c);
+/* "shared" of a new resource: the JSON member (obj may be NULL), else the
+ * ?shared= query parameter; false when absent. -1 after a 400. */
+int api_shared_param(api_call *c, const cJSON *obj, bool *ret);
+/* Records n generated tokens against the caller's key and the metrics. */
+void api_usage_generated(api_call *c, int64_t n);
+/* The same for key_id ("" none), where the call is gone (streams). */
+void api_usage_add(api_ctx *ctx, const char *key_id, int64_t n);
+/* Counts a streamed response against limits.max_streams: wraps
+ * c->res->stream so its end releases the slot; 503 when none is free.
+ * Called by the router after the handler. */
+void api_stream_guard(api_call *c);
+
+/* api_dataset_ingest for an owner ("" none) with the shared flag. */
+int api_dataset_ingest_owned(api_ctx *ctx, FILE *in, const char *name,
+                             const char *owner, bool shared,
+                             store_dataset *ret, api_ds_error *e);
+
+void api_h_usage(api_call *c);
+void api_h_keys_list(api_call *c);
+void api_h_datasets_share(api_call *c);
+void api_h_jobs_share(api_call *c);
+void api_h_metrics(api_call *c);
+
+/* ------------------------------------------------------------------------ */
 /* Handlers                                                                  */
 
 void api_h_health(api_call *c);
@@ -264,10 +316,6 @@ void api_h_jobs_list(api_call *c);
 void api_h_jobs_get(api_call *c);
 void api_h_jobs_cancel(api_call *c);
 void api_h_jobs_events(api_call *c);
-void api_h_generate(api_call *c);
-void api_h_models_list(api_call *c);
-
-#endif
 /* jobctl.c: controls, checkpoints, metrics, report */
 void api_h_jobs_pause(api_call *c);
 void api_h_jobs_resume(api_call *c);
@@ -296,3 +344,7 @@ int api_checkpoint_resolve(api_call *c, const char *name, eng_model **ret_m,
                            char *ret_name, size_t namelen);
 /* Appends the checkpoints of the caller's jobs to a /models list. */
 void api_checkpoint_models(api_call *c, cJSON *arr);
+void api_h_generate(api_call *c);
+void api_h_models_list(api_call *c);
+
+#endif

@@ -16,6 +16,7 @@
 #include "store/store.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -29,6 +30,12 @@ typedef struct api_limits {
     int max_seq_len;           /* default 2048 (cap on hyperparameter) */
     int max_gen_tokens;        /* default 2048 */
     int max_prompts;           /* default 64 prompts per /generate */
+    /* Per API key (0 = no limit; keys off: not applied) */
+    int max_jobs_in_flight;    /* queued, running or paused jobs; 429 */
+    int64_t max_storage_bytes; /* bytes of the key's datasets; 429 */
+    int rate_limit_rpm;        /* requests per minute; 429 + Retry-After */
+    /* Global (0 = no limit) */
+    int max_streams;           /* concurrent streamed responses; 503 */
 } api_limits;
 
 void api_limits_default(api_limits *l);
@@ -51,6 +58,8 @@ int api_registry_get_base(api_registry *r, const char *name,
 /* Adapter saved at dir for base model m, cached by dir path; ref taken. */
 int api_registry_get_adapter(api_registry *r, eng_model *m, const char *dir,
                              eng_adapter **ret, char *err, size_t errlen);
+/* Base models and adapters in memory (for /metrics). */
+void api_registry_counts(api_registry *r, int *ret_bases, int *ret_adapters);
 /* Names of the base models (malloc'd array of borrowed names; free() it). */
 int api_registry_list(api_registry *r, const char ***ret_names, int *ret_n);
 
@@ -71,6 +80,7 @@ typedef struct api_request {
     size_t body_len;
     const char *body_file;     /* or: body streamed to this file (uploads) */
     bool body_too_large;       /* server saw more than max_body_bytes */
+    const char *request_id;    /* for logs and errors, may be NULL */
 } api_request;
 
 /* A streamed body (SSE and token streams). read() is called from a server
@@ -93,6 +103,9 @@ typedef struct api_response {
     const char *header_names[API_MAX_HEADERS];   /* static strings */
     char *header_values[API_MAX_HEADERS];        /* malloc'd */
     int n_headers;
+    /* Set by api_dispatch for the server's logs and metrics: */
+    const char *route;              /* matched pattern (static), or NULL */
+    char key_id[48];                /* the caller's API key id, or "" */
 } api_response;
 
 void api_response_done(api_response *r);
@@ -126,7 +139,38 @@ typedef struct api_ctx {
     int train_threads;             /* engine threads of one training worker
                                     * (dry runs measure with them; 0: use
                                     * gen_threads) */
+    struct api_runtime *runtime;   /* may be NULL: no rate limit, no stats */
+    /* GET /metrics: appends the server's own metrics (HTTP requests,
+     * latency, memory) in Prometheus text format. May be NULL. */
+    void (*metrics)(void *user, FILE *out);
+    void *metrics_user;
 } api_ctx;
+
+/* ------------------------------------------------------------------------ */
+/* Runtime state shared by every request: per-key rate buckets, open
+ * streams, generation counters (auth.c). Thread-safe.                      */
+
+typedef struct api_runtime api_runtime;
+
+int api_runtime_new(api_runtime **ret);
+void api_runtime_free(api_runtime *rt);   /* NULL is fine */
+
+typedef struct api_runtime_stats {
+    int64_t generated_tokens;      /* since start */
+    double generation_tps;         /* tokens/s over the last minute */
+    int streams_open;
+    int64_t rate_limited;          /* 429s from the rate limit, since start */
+} api_runtime_stats;
+
+void api_runtime_get_stats(api_runtime *rt, api_runtime_stats *ret);
+
+/* API keys: a new secret ("tuna_" + 40 random base62 characters, written
+ * into secret, 64 bytes) and its row for store_key_insert (id, name, role,
+ * hash, prefix, created_at filled). -EINVAL for a bad name or role. */
+int api_key_new(const char *name, const char *role, char *secret,
+                store_key *ret);
+/* sha256 of a secret as lower-case hex (65 bytes). */
+void api_key_hash(const char *secret, char *hex);
 
 /* Routes one request. Never fails: the response holds an error instead. */
 void api_dispatch(api_ctx *ctx, const api_request *req, api_response *ret);
@@ -168,6 +212,12 @@ int api_hparams_to_engine(const char *json, eng_train_params *ret,
                           double *ret_validation_split, char *err,
                           size_t errlen);
 
+/* The job object of id (as GET /jobs/{id} answers it) as malloc'd JSON
+ * text, read through db (a handle the caller owns; ctx's own is not used).
+ * For webhook bodies. -ENOENT, -ENOMEM. */
+int api_job_render(const api_ctx *ctx, store *db, const char *id,
+                   char **ret_json);
+
 /* Paths of a job's artefacts under data_dir. */
 void api_job_dir(const char *data_dir, const char *job_id, char *buf,
                  size_t len);
@@ -175,9 +225,3 @@ void api_job_adapter_dir(const char *data_dir, const char *job_id, char *buf,
                          size_t len);
 
 #endif
-/* The job object of id (as GET /jobs/{id} answers it) as malloc'd JSON
- * text, read through db (a handle the caller owns; ctx's own is not used).
- * For webhook bodies. -ENOENT, -ENOMEM. */
-int api_job_render(const api_ctx *ctx, store *db, const char *id,
-                   char **ret_json);
-

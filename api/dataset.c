@@ -277,6 +277,8 @@ typedef struct ingest {
     int64_t rows, tokens, bytes;
     api_format fmt;
     long fmt_line;
+    const char *owner;       /* API key id of the new row, "" none */
+    bool shared;
 } ingest;
 
 static int fail(api_ds_error *e, int status, const char *code, long line,
@@ -427,6 +429,8 @@ static int commit(ingest *g, const char *name, store_dataset *d)
     api_sha256_final_hex(&g->sha, d->sha256);
     snprintf(d->path, sizeof(d->path), "datasets/%s.jsonl", d->id);
     d->created_at = api_now();
+    snprintf(d->owner, sizeof(d->owner), "%s", g->owner ? g->owner : "");
+    d->shared = g->shared;
     r = store_dataset_insert(g->ctx->db, d);
     if (r < 0) {
         unlink(final);
@@ -462,9 +466,10 @@ static int keep_temp(ingest *g, const char *name, store_dataset *d)
 }
 
 static int ingest_run(api_ctx *ctx, FILE *in, const char *name, bool temp,
-                      store_dataset *ret, api_ds_error *e)
+                      store_dataset *ret, api_ds_error *e, const char *owner,
+                      bool shared)
 {
-    ingest g = { .ctx = ctx, .e = e };
+    ingest g = { .ctx = ctx, .e = e, .owner = owner, .shared = shared };
     eng_model *m = NULL;
     api_sha256_init(&g.sha);
     if (ctx->models)
@@ -486,13 +491,20 @@ static int ingest_run(api_ctx *ctx, FILE *in, const char *name, bool temp,
 int api_dataset_ingest(api_ctx *ctx, FILE *in, const char *name,
                        store_dataset *ret, api_ds_error *e)
 {
-    return ingest_run(ctx, in, name, false, ret, e);
+    return api_dataset_ingest_owned(ctx, in, name, "", false, ret, e);
+}
+
+int api_dataset_ingest_owned(api_ctx *ctx, FILE *in, const char *name,
+                             const char *owner, bool shared,
+                             store_dataset *ret, api_ds_error *e)
+{
+    return ingest_run(ctx, in, name, false, ret, e, owner, shared);
 }
 
 int api_dataset_ingest_temp(api_ctx *ctx, FILE *in, const char *name,
                             store_dataset *ret, api_ds_error *e)
 {
-    return ingest_run(ctx, in, name, true, ret, e);
+    return ingest_run(ctx, in, name, true, ret, e, "", false);
 }
 
 void api_dataset_path(const char *data_dir, const char *id, char *buf,

@@ -94,6 +94,9 @@ static FILE *multipart_part(api_call *c, FILE *body, char *filename,
 int api_dataset_from_request(api_call *c, const char *name,
                              store_dataset *ret)
 {
+    bool shared;
+    if (api_shared_param(c, NULL, &shared) < 0)
+        return -1;
     FILE *body = open_body(c);
     if (!body)
         return -1;
@@ -110,7 +113,9 @@ int api_dataset_from_request(api_call *c, const char *name,
     }
     api_ds_error e = { 0 };
     int r = c->dry_run ? api_dataset_ingest_temp(c->ctx, in, name, ret, &e)
-                       : api_dataset_ingest(c->ctx, in, name, ret, &e);
+                       : api_dataset_ingest_owned(c->ctx, in, name,
+                                                  api_owner_stamp(c), shared,
+                                                  ret, &e);
     if (in != body)
         fclose(in);
     fclose(body);
@@ -163,7 +168,8 @@ void api_h_datasets_list(api_call *c)
         return;
     store_dataset *ds = NULL;
     int n = 0;
-    int r = store_dataset_list(c->ctx->db, (int)limit, &ds, &n);
+    int r = store_dataset_list_for(c->ctx->db, api_owner(c), (int)limit, &ds,
+                                   &n);
     if (r < 0) {
         api_reply_errno(c, r, "could not list datasets");
         return;
@@ -274,7 +280,8 @@ static int check_records(api_call *c, const cJSON *arr)
 int api_dataset_from_records(api_call *c, const cJSON *arr,
                              store_dataset *ret)
 {
-    if (check_records(c, arr) < 0)
+    bool shared;
+    if (api_shared_param(c, NULL, &shared) < 0 || check_records(c, arr) < 0)
         return -1;
     char *buf = NULL;
     size_t len = 0;
@@ -297,7 +304,9 @@ int api_dataset_from_records(api_call *c, const cJSON *arr,
     api_ds_error e = { 0 };
     int r = c->dry_run
                 ? api_dataset_ingest_temp(c->ctx, in, "training_data", ret, &e)
-                : api_dataset_ingest(c->ctx, in, "training_data", ret, &e);
+                : api_dataset_ingest_owned(c->ctx, in, "training_data",
+                                           api_owner_stamp(c), shared, ret,
+                                           &e);
     fclose(in);
     free(buf);
     if (r < 0)

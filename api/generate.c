@@ -32,8 +32,9 @@
 static int job_model(api_call *c, const char *name, const char *id,
                      store_job *j)
 {
-    int r = api_id_valid(id, "job_") ? store_job_get(c->ctx->db, id, j)
-                                     : -ENOENT;
+    int r = api_id_valid(id, "job_")
+                ? store_job_get_for(c->ctx->db, id, api_owner(c), j)
+                : -ENOENT;
     if (r == 0 && strcmp(id, name) != 0 && strcmp(j->model, name) != 0) {
         store_job_done(j);
         r = -ENOENT;
@@ -69,15 +70,15 @@ int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
             snprintf(ret_name, namelen, "%s", name);
         return rb;
     }
+    int ck = api_checkpoint_resolve(c, name, ret_m, ret_t, ret_a, ret_name,
+                                    namelen);
+    if (ck <= 0)
+        return ck;
     const char *id = strncmp(name, "ft:", 3) == 0 ? strrchr(name, ':') + 1
                                                   : name;
     store_job j;
     if (job_model(c, name, id, &j) < 0)
         return -1;
-    int ck = api_checkpoint_resolve(c, name, ret_m, ret_t, ret_a, ret_name,
-                                    namelen);
-    if (ck <= 0)
-        return ck;
     char dir[1024], err[256] = "";
     int r = api_registry_get_base(c->ctx->models, j.base_model, ret_m, ret_t);
     if (r == 0) {
@@ -367,7 +368,8 @@ void api_h_models_list(api_call *c)
         api_error(c->res, 503, "out_of_memory", "out of memory", -1, NULL);
         return;
     }
-    int r = store_job_list(c->ctx->db, "succeeded", 1000, &jobs, &nj);
+    int r = store_job_list_for(c->ctx->db, api_owner(c), "succeeded", 1000,
+                               &jobs, &nj);
     if (r < 0) {
         free(names);
         api_reply_errno(c, r, "could not list the jobs");
@@ -381,6 +383,7 @@ void api_h_models_list(api_call *c)
     api_imported_list(c->ctx, arr);
     for (int i = 0; i < nj; i++)
         cJSON_AddItemToArray(arr, tuned_json(&jobs[i]));
+    api_checkpoint_models(c, arr);
     free(names);
     store_job_list_free(jobs, nj);
     api_reply_json(c, 200, o);
@@ -394,7 +397,6 @@ void api_h_health(api_call *c)
     cJSON_AddNumberToObject(o, "schema_version",
                             c->ctx->db ? store_schema_version(c->ctx->db) : 0);
     cJSON *models = cJSON_AddArrayToObject(o, "models");
-    api_checkpoint_models(c, arr);
     const char **names = NULL;
     int n = 0;
     if (c->ctx->models && api_registry_list(c->ctx->models, &names, &n) == 0) {

@@ -25,7 +25,8 @@ typedef struct job_req {
     eng_model *m;
     eng_tokenizer *t;
     store_dataset ds;
-    bool ds_created;         /* stored by this request */
+    bool ds_created;
+    bool shared;             /* "shared": visible to the whole team */         /* stored by this request */
     const cJSON *opts;       /* jobctl.c options (borrowed), may be NULL */
 } job_req;
 
@@ -213,6 +214,8 @@ static void insert_job(api_call *c, job_req *jr)
     snprintf(j.idempotency_key, sizeof(j.idempotency_key), "%s",
              c->req->idempotency_key ? c->req->idempotency_key : "");
     j.created_at = api_now();
+    snprintf(j.owner, sizeof(j.owner), "%s", api_owner_stamp(c));
+    j.shared = jr->shared;
     api_job_options_apply(jr->opts, &j);
     j.hyperparameters = cJSON_PrintUnformatted(jr->hp);
     if (r == 0)
@@ -245,7 +248,7 @@ static void insert_job(api_call *c, job_req *jr)
 
 static const char *const json_keys[] = {
     "base_model", "dataset_id", "training_data", "validation_split",
-    "hyperparameters", "suffix", "dry_run",
+    "hyperparameters", "suffix", "dry_run", "shared",
     "priority", "webhook_url", "webhook_secret", "validation_dataset_id",
     "validation_file", NULL,
 };
@@ -298,7 +301,7 @@ static int json_dataset_id(api_call *c, const cJSON *o, job_req *jr)
     const char *id;
     if (api_get_str(c, o, "dataset_id", 64, NULL, &id) < 0)
         return -1;
-    int r = api_id_valid(id, "ds_") ? store_dataset_get(c->ctx->db, id, &jr->ds)
+    int r = api_id_valid(id, "ds_") ? store_dataset_get_for(c->ctx->db, id, api_owner(c), &jr->ds)
                                     : -ENOENT;
     if (r == -ENOENT) {
         char msg[160];
@@ -339,6 +342,7 @@ void api_jobs_create_object(api_call *c, cJSON *o)
                     &jr.base) < 0 ||
         api_get_str(c, o, "suffix", 64, NULL, &jr.suffix) < 0 ||
         api_get_bool(c, o, "dry_run", c->dry_run, &c->dry_run) < 0 ||
+        api_shared_param(c, o, &jr.shared) < 0 ||
         api_job_options_check(c, jr.opts = o) < 0 ||
         check_suffix(c, jr.suffix) < 0 || check_base(c, &jr) < 0 ||
         json_hparams(c, o, &jr) < 0)
@@ -366,7 +370,7 @@ out:
 /* JSONL body + query string                                                 */
 
 static const char *const query_keys[] = { "base_model", "suffix", "name",
-                                          "dry_run",
+                                          "dry_run", "shared",
                                           "priority", "webhook_url",
                                           "webhook_secret",
                                           "validation_dataset_id", NULL };
@@ -382,6 +386,7 @@ static void create_jsonl(api_call *c)
                     &jr.base) < 0 ||
         api_get_str(c, q, "suffix", 64, NULL, &jr.suffix) < 0 ||
         api_job_options_check(c, jr.opts = q) < 0 ||
+        api_shared_param(c, NULL, &jr.shared) < 0 ||
         check_suffix(c, jr.suffix) < 0 || check_base(c, &jr) < 0)
         goto out;
     name = cJSON_GetObjectItemCaseSensitive(q, "name");
@@ -457,7 +462,8 @@ void api_h_jobs_list(api_call *c)
         return;
     store_job *jobs = NULL;
     int n = 0;
-    int r = store_job_list(c->ctx->db, status[0] ? status : NULL, (int)limit,
+    int r = store_job_list_for(c->ctx->db, api_owner(c),
+                               status[0] ? status : NULL, (int)limit,
                            &jobs, &n);
     if (r < 0) {
         api_reply_errno(c, r, "could not list jobs");

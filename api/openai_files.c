@@ -115,7 +115,8 @@ void api_h_oai_files_list(api_call *c)
         snprintf(native, sizeof(native), "%s", after);
     store_dataset *ds = NULL;
     int n = 0;
-    int r = store_dataset_list(c->ctx->db, FILES_MAX_LIST, &ds, &n);
+    int r = store_dataset_list_for(c->ctx->db, api_owner(c), FILES_MAX_LIST,
+                                   &ds, &n);
     if (r < 0) {
         api_reply_errno(c, r, "could not list files");
         return;

@@ -373,7 +373,8 @@ void api_h_oai_jobs_list(api_call *c)
         snprintf(native, sizeof(native), "%s", after);
     store_job *jobs = NULL;
     int n = 0;
-    int r = store_job_list(c->ctx->db, NULL, JOBS_MAX_LIST, &jobs, &n);
+    int r = store_job_list_for(c->ctx->db, api_owner(c), NULL, JOBS_MAX_LIST,
+                               &jobs, &n);
     if (r < 0) {
         api_reply_errno(c, r, "could not list jobs");
         return;

@@ -23,24 +23,18 @@
 #include <string.h>
 
 static const api_route routes[] = {
-    { "GET", "/health", api_h_health, 0 },
-    { "POST", "/datasets", api_h_datasets_create, API_BODY_ANY },
+    { "GET", "/health", api_h_health, API_PUBLIC },
+    { "POST", "/datasets", api_h_datasets_create,
+      API_BODY_ANY | API_QUOTA_STORAGE },
     { "GET", "/datasets", api_h_datasets_list, 0 },
     { "GET", "/datasets/{id}", api_h_datasets_get, API_ID_DS },
     { "DELETE", "/datasets/{id}", api_h_datasets_delete, API_ID_DS },
-    { "POST", "/jobs", api_h_jobs_create, API_BODY_ANY },
+    { "POST", "/jobs", api_h_jobs_create,
+      API_BODY_ANY | API_QUOTA_JOB | API_QUOTA_STORAGE },
     { "GET", "/jobs", api_h_jobs_list, 0 },
     { "GET", "/jobs/{id}", api_h_jobs_get, API_ID_JOB },
     { "POST", "/jobs/{id}/cancel", api_h_jobs_cancel, API_ID_JOB },
     { "GET", "/jobs/{id}/events", api_h_jobs_events, API_ID_JOB },
-    { "POST", "/generate", api_h_generate, API_BODY_JSON },
-    /* OpenAI-compatible serving (oai_serve.c) */
-    { "GET", "/v1/models", api_h_v1_models, 0 },
-    { "GET", "/v1/models/{id}", api_h_v1_model_get, 0 },
-    { "POST", "/v1/completions", api_h_v1_completions, API_BODY_JSON },
-    { "POST", "/v1/chat/completions", api_h_v1_chat, API_BODY_JSON },
-    { "GET", "/models", api_h_models_list, 0 },
-    /* models, tokenizers, adapters in and out (models.c, tokenize.c,
     { "POST", "/jobs/{id}/pause", api_h_jobs_pause, API_ID_JOB },
     { "POST", "/jobs/{id}/resume", api_h_jobs_resume, API_ID_JOB },
     { "POST", "/jobs/{id}/stop", api_h_jobs_stop, API_ID_JOB },
@@ -49,6 +43,14 @@ static const api_route routes[] = {
     { "GET", "/jobs/{id}/checkpoints", api_h_jobs_checkpoints, API_ID_JOB },
     { "GET", "/jobs/{id}/metrics.csv", api_h_jobs_metrics_csv, API_ID_JOB },
     { "GET", "/jobs/{id}/report", api_h_jobs_report, API_ID_JOB },
+    { "POST", "/generate", api_h_generate, API_BODY_JSON },
+    /* OpenAI-compatible serving (oai_serve.c) */
+    { "GET", "/v1/models", api_h_v1_models, 0 },
+    { "GET", "/v1/models/{id}", api_h_v1_model_get, 0 },
+    { "POST", "/v1/completions", api_h_v1_completions, API_BODY_JSON },
+    { "POST", "/v1/chat/completions", api_h_v1_chat, API_BODY_JSON },
+    { "GET", "/models", api_h_models_list, 0 },
+    /* models, tokenizers, adapters in and out (models.c, tokenize.c,
      * adapter_export.c, adapters.c) */
     { "POST", "/models/rescan", api_h_models_rescan, 0 },
     { "POST", "/tokenize", api_h_tokenize, API_BODY_JSON },
@@ -58,12 +60,14 @@ static const api_route routes[] = {
     { "POST", "/adapters", api_h_adapters_import, API_BODY_ANY },
     { "DELETE", "/adapters/{id}", api_h_adapters_delete, 0 },
     /* OpenAI's files and fine-tuning API (openai*.c) */
-    { "POST", "/v1/files", api_h_oai_files_create, API_BODY_ANY },
+    { "POST", "/v1/files", api_h_oai_files_create,
+      API_BODY_ANY | API_QUOTA_STORAGE },
     { "GET", "/v1/files", api_h_oai_files_list, 0 },
     { "GET", "/v1/files/{id}", api_h_oai_files_get, API_ID_DS },
     { "DELETE", "/v1/files/{id}", api_h_oai_files_delete, API_ID_DS },
     { "GET", "/v1/files/{id}/content", api_h_oai_files_content, API_ID_DS },
-    { "POST", "/v1/fine_tuning/jobs", api_h_oai_jobs_create, API_BODY_JSON },
+    { "POST", "/v1/fine_tuning/jobs", api_h_oai_jobs_create,
+      API_BODY_JSON | API_QUOTA_JOB },
     { "GET", "/v1/fine_tuning/jobs", api_h_oai_jobs_list, 0 },
     { "GET", "/v1/fine_tuning/jobs/{id}", api_h_oai_jobs_get, API_ID_JOB },
     { "POST", "/v1/fine_tuning/jobs/{id}/cancel", api_h_oai_jobs_cancel,
@@ -76,6 +80,12 @@ static const api_route routes[] = {
       API_ID_JOB },
     { "GET", "/v1/fine_tuning/jobs/{id}/checkpoints",
       api_h_oai_jobs_checkpoints, API_ID_JOB },
+    { "POST", "/datasets/{id}/share", api_h_datasets_share,
+      API_ID_DS | API_BODY_JSON },
+    { "POST", "/jobs/{id}/share", api_h_jobs_share, API_ID_JOB | API_BODY_JSON },
+    { "GET", "/usage", api_h_usage, 0 },
+    { "GET", "/keys", api_h_keys_list, API_ADMIN },
+    { "GET", "/metrics", api_h_metrics, API_ADMIN },
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -138,7 +148,7 @@ static void add_cors(const api_ctx *ctx, const api_request *req,
             api_response_header(r, "Access-Control-Allow-Origin", req->origin);
     }
     api_response_header(r, "Access-Control-Expose-Headers",
-                        "Location, Retry-After");
+                        "Location, Retry-After, X-Request-Id");
 }
 
 static void preflight(api_response *r, const char *allow)
@@ -148,7 +158,7 @@ static void preflight(api_response *r, const char *allow)
     api_response_header(r, "Access-Control-Allow-Methods", allow);
     api_response_header(r, "Access-Control-Allow-Headers",
                         "Content-Type, Authorization, Idempotency-Key, "
-                        "Last-Event-ID");
+                        "Last-Event-ID, X-Request-Id");
     api_response_header(r, "Access-Control-Max-Age", "86400");
     api_response_header(r, "Allow", allow);
 }
@@ -264,6 +274,9 @@ static void route(api_call *c)
         api_response_header(c->res, "Allow", allow);
         return;
     }
+    c->res->route = rt->pattern;
+    if (!api_auth_route(c, rt->flags))
+        return;
     if (req->body_too_large) {
         char msg[128];
         snprintf(msg, sizeof(msg), "the request body is larger than %zu bytes",
@@ -271,11 +284,12 @@ static void route(api_call *c)
         api_error(c->res, 413, "body_too_large", msg, -1, NULL);
         return;
     }
-    if (!check_id(c, rt->flags))
+    if (!check_id(c, rt->flags) || !api_auth_resource(c, rt->flags))
         return;
     if ((rt->flags & API_BODY_JSON) && !check_json_body(c))
         return;
     rt->handler(c);
+    api_stream_guard(c);
 }
 
 void api_dispatch(api_ctx *ctx, const api_request *req, api_response *ret)

@@ -26,6 +26,7 @@
 #include "server/http.h"
 
 #include "server/log.h"
+#include "server/metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +54,8 @@ struct srv_http {
     api_ctx *ctx;
     char *tmp_dir;
     atomic_bool stopping;
+    srv_metrics *metrics;
+    atomic_uint_fast64_t next_id;
 };
 
 typedef struct req_state {
@@ -67,6 +71,7 @@ typedef struct req_state {
     char *file;                /* temp file path, or NULL */
     uint64_t received;
     struct timespec t0;
+    char request_id[72];
 } req_state;
 
 typedef struct stream_state {
@@ -349,6 +354,29 @@ static const char *header(struct MHD_Connection *c, const char *name)
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
+/* An incoming X-Request-Id is kept when it is 1-64 characters of
+ * [A-Za-z0-9._:-]; otherwise (or without one) a new id is made: a random
+ * per-process prefix and a counter, unique and cheap. */
+static void request_id(srv_http *h, struct MHD_Connection *c, req_state *s)
+{
+    const char *in = header(c, "X-Request-Id");
+    size_t n = in ? strlen(in) : 0;
+    bool ok = n >= 1 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++) {
+        char ch = in[i];
+        ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+             (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+             ch == '-' || ch == ':';
+    }
+    if (ok) {
+        snprintf(s->request_id, sizeof s->request_id, "%s", in);
+        return;
+    }
+    uint64_t id = atomic_fetch_add(&h->next_id, 1);
+    snprintf(s->request_id, sizeof s->request_id, "%016llx",
+             (unsigned long long)id);
+}
+
 static double ms_since(const struct timespec *t0)
 {
     struct timespec now;
@@ -391,6 +419,7 @@ static enum MHD_Result answer(struct MHD_Connection *c, req_state *s,
         .body_len = s->too_large ? 0 : s->mem_len,
         .body_file = s->too_large ? NULL : s->file,
         .body_too_large = s->too_large,
+        .request_id = s->request_id,
     };
     api_response rs;
     memset(&rs, 0, sizeof rs);
@@ -400,6 +429,7 @@ static enum MHD_Result answer(struct MHD_Connection *c, req_state *s,
     struct MHD_Response *resp = make_response(h, &rs);
     enum MHD_Result ok = MHD_NO;
     if (resp) {
+        MHD_add_response_header(resp, "X-Request-Id", s->request_id);
         if (s->too_large)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
                                     "close");
@@ -407,9 +437,14 @@ static enum MHD_Result answer(struct MHD_Connection *c, req_state *s,
         MHD_destroy_response(resp);
     }
     s->answered = true;
-    srv_log(status >= 500 ? SRV_LOG_WARN : SRV_LOG_INFO,
-            "%s %s %d %.1fms%s", method, path, status, ms_since(&s->t0),
-            s->too_large ? " (body too large)" : "");
+    double ms = ms_since(&s->t0);
+    srv_metrics_request(h->metrics, rs.route, method, status, ms / 1e3);
+    srv_access acc = {
+        .request_id = s->request_id, .method = method, .path = path,
+        .route = rs.route, .status = status, .ms = ms, .key_id = rs.key_id,
+        .note = s->too_large ? "body too large" : NULL,
+    };
+    srv_log_access(&acc);
     api_response_done(&rs);
     free(path);
     return ok;
@@ -438,6 +473,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 
     if (!s->started) {
         s->started = true;
+        request_id(s->http, c, s);
         char *path = strdup(s->raw_uri);
         if (!path)
             return MHD_NO;
@@ -490,14 +526,32 @@ int srv_http_start(const srv_http_params *p, srv_http **ret, char *err,
         return -ENOMEM;
     }
     h->ctx = p->ctx;
+    h->metrics = p->metrics;
     atomic_init(&h->stopping, false);
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
+        seed = (uint64_t)time(NULL) << 20;
+    atomic_init(&h->next_id, seed & 0xffffffffff000000ull);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     if (p->ipv6)
         flags |= MHD_USE_IPv6;
+    bool tls = p->tls_cert_pem && p->tls_key_pem;
+    /* The TLS options only when serving TLS (MHD warns about them
+     * otherwise). */
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)p->tls_cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)p->tls_key_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (tls)
+        flags |= MHD_USE_TLS;
+    else
+        tls_options[0].option = MHD_OPTION_END;
     h->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h,
+        MHD_OPTION_ARRAY, tls_options,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)p->listen_fd,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
@@ -510,11 +564,18 @@ int srv_http_start(const srv_http_params *p, srv_http **ret, char *err,
         close(p->listen_fd);
         free(h->tmp_dir);
         free(h);
-        snprintf(err, errlen, "cannot start the HTTP server");
+        snprintf(err, errlen, tls ? "cannot start the HTTPS server (is the "
+                 "certificate or key malformed, or do they not match?)"
+                 : "cannot start the HTTP server");
         return -EIO;
     }
     *ret = h;
     return 0;
+}
+
+bool srv_http_tls_supported(void)
+{
+    return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
 }
 
 void srv_http_quiesce(srv_http *h)

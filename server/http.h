@@ -26,7 +26,15 @@ typedef struct srv_http_params {
     const char *tmp_dir;       /* uploads are streamed to files here */
     int max_connections;
     int connection_timeout;    /* seconds */
+    /* HTTPS: PEM certificate (chain) and private key, both or neither;
+     * borrowed until srv_http_stop(). */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
+    struct srv_metrics *metrics;   /* may be NULL */
 } srv_http_params;
+
+/* Whether this libmicrohttpd can serve TLS (built with GnuTLS). */
+bool srv_http_tls_supported(void);
 
 /* Starts serving (one thread per connection). */
 int srv_http_start(const srv_http_params *p, srv_http **ret, char *err,

@@ -48,6 +48,73 @@ static size_t json_escape(char *buf, size_t cap, const char *msg)
     return n;
 }
 
+static void timestamp(char *ts, size_t len)
+{
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    size_t t = strftime(ts, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + t, len - t, ".%03ldZ", now.tv_nsec / 1000000L);
+}
+
+/* Copies s with control characters as '?' (text lines stay one line). */
+static void clean(char *buf, size_t len, const char *s)
+{
+    snprintf(buf, len, "%s", s ? s : "");
+    for (char *p = buf; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+}
+
+void srv_log_access(const srv_access *a)
+{
+    srv_log_level level = a->status >= 500 ? SRV_LOG_WARN : SRV_LOG_INFO;
+    if (level < log_level)
+        return;
+    char ts[40], path[1024], line[4400];
+    timestamp(ts, sizeof ts);
+    clean(path, sizeof path, a->path);
+    int n;
+    if (log_json) {
+        char epath[2100], eid[200], msg[1200], emeth[120];
+        json_escape(emeth, sizeof emeth, a->method);
+        snprintf(msg, sizeof msg, "%s %s %d", a->method, path, a->status);
+        char emsg[2500];
+        json_escape(emsg, sizeof emsg, msg);
+        json_escape(epath, sizeof epath, path);
+        json_escape(eid, sizeof eid, a->request_id ? a->request_id : "");
+        n = snprintf(line, sizeof line,
+                     "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\","
+                     "\"type\":\"access\",\"request_id\":\"%s\","
+                     "\"method\":\"%s\",\"path\":\"%s\",\"route\":%s%s%s,"
+                     "\"status\":%d,\"duration_ms\":%.3f,\"key\":%s%s%s%s%s%s}\n",
+                     ts, level_name(level), emsg, eid, emeth, epath,
+                     a->route ? "\"" : "", a->route ? a->route : "null",
+                     a->route ? "\"" : "", a->status, a->ms,
+                     a->key_id && *a->key_id ? "\"" : "",
+                     a->key_id && *a->key_id ? a->key_id : "null",
+                     a->key_id && *a->key_id ? "\"" : "",
+                     a->note ? ",\"note\":\"" : "", a->note ? a->note : "",
+                     a->note ? "\"" : "");
+    } else {
+        n = snprintf(line, sizeof line, "%s %-5s %s %s %d %.1fms rid=%s%s%s%s%s\n",
+                     ts, level_name(level), a->method, path, a->status, a->ms,
+                     a->request_id ? a->request_id : "-",
+                     a->key_id && *a->key_id ? " key=" : "",
+                     a->key_id && *a->key_id ? a->key_id : "",
+                     a->note ? " " : "", a->note ? a->note : "");
+    }
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof line) {
+        n = sizeof line - 1;
+        line[n - 1] = '\n';
+    }
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w;
+}
+
 void srv_log(srv_log_level level, const char *fmt, ...)
 {
     va_list ap;

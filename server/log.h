@@ -30,6 +30,22 @@ void srv_log(srv_log_level level, const char *fmt, ...)
 void srv_logv(srv_log_level level, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
+/* One access line per answered request. In JSON each field is a member
+ * (request_id, method, path, route, status, duration_ms, key); in text
+ * they follow the message. Strings may be NULL. */
+typedef struct srv_access {
+    const char *request_id;
+    const char *method;
+    const char *path;
+    const char *route;
+    int status;
+    double ms;
+    const char *key_id;
+    const char *note;          /* e.g. "body too large", or NULL */
+} srv_access;
+
+void srv_log_access(const srv_access *a);
+
 #define srv_debug(...) srv_log(SRV_LOG_DEBUG, __VA_ARGS__)
 #define srv_info(...) srv_log(SRV_LOG_INFO, __VA_ARGS__)
 #define srv_warn(...) srv_log(SRV_LOG_WARN, __VA_ARGS__)

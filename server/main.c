@@ -21,7 +21,9 @@
  * exit 0. A second signal during shutdown ends the process at once.
  */
 #include "api/api.h"
+#include "server/admin.h"
 #include "server/config.h"
+#include "server/metrics.h"
 #include "server/http.h"
 #include "server/log.h"
 #include "server/webhooks.h"
@@ -62,6 +64,9 @@ typedef struct daemon_state {
     srv_pool *pool;
     srv_webhooks *webhooks;
     srv_http *http;
+    api_runtime *runtime;
+    srv_metrics *metrics;
+    char *tls_cert_pem, *tls_key_pem;
 } daemon_state;
 
 /* ------------------------------------------------------------------------ */
@@ -181,6 +186,95 @@ static int open_store(daemon_state *d)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Security at start-up                                                      */
+
+static bool is_loopback(const char *host)
+{
+    return !strcmp(host, "127.0.0.1") || !strcmp(host, "::1") ||
+           !strcmp(host, "localhost") || !strncmp(host, "127.", 4);
+}
+
+/* With no active API key everyone who reaches the port has full access:
+ * unless --allow-public, only loopback is served. Reads the key count with
+ * a short-lived handle (the data dir lock is held, so no other daemon is
+ * using it). */
+static int guard_public(daemon_state *d)
+{
+    srv_config *c = &d->cfg;
+    store *s = NULL;
+    char err[512] = "";
+    int n = 0, e = store_open(d->db_path, &s, err, sizeof err);
+    if (e == 0)
+        e = store_key_count_active(s, &n);
+    store_close(s);
+    if (e < 0) {
+        fprintf(stderr, "tunad: cannot open the database %s: %s\n",
+                d->db_path, *err ? err : strerror(-e));
+        return e;
+    }
+    if (n > 0) {
+        srv_info("%d active API key%s: every route but /health needs "
+                 "'Authorization: Bearer <key>'", n, n == 1 ? "" : "s");
+        return 0;
+    }
+    if (is_loopback(c->host)) {
+        srv_warn("no API keys: authentication is off, serving loopback "
+                 "only (create one with `tunad keys create --name admin "
+                 "--role admin`)");
+    } else if (c->allow_public) {
+        srv_warn("no API keys and --allow-public: anyone who reaches %s has "
+                 "full access", c->host);
+    } else {
+        srv_warn("no API keys: authentication is off, so listening on "
+                 "127.0.0.1 instead of %s (create a key with `tunad keys "
+                 "create --name admin --role admin`, or pass --allow-public)",
+                 c->host);
+        c->host = "127.0.0.1";
+    }
+    return 0;
+}
+
+static char *read_pem(const char *what, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0;
+    if (f) {
+        buf = malloc(1 << 20);
+        len = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+        if (buf)
+            buf[len] = 0;
+        fclose(f);
+    }
+    if (!buf || !len || !strstr(buf, "-----BEGIN ")) {
+        fprintf(stderr, "tunad: cannot read the TLS %s %s: %s\n", what, path,
+                !f ? strerror(errno) : "not a PEM file");
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static int load_tls(daemon_state *d)
+{
+    const srv_config *c = &d->cfg;
+    if (!c->tls_cert && !c->tls_key)
+        return 0;
+    if (!c->tls_cert || !c->tls_key) {
+        fprintf(stderr, "tunad: --tls-cert and --tls-key go together\n");
+        return -EINVAL;
+    }
+    if (!srv_http_tls_supported()) {
+        fprintf(stderr, "tunad: this libmicrohttpd was built without TLS; "
+                "serve HTTPS through a reverse proxy (deploy/nginx.conf)\n");
+        return -ENOTSUP;
+    }
+    d->tls_cert_pem = read_pem("certificate", c->tls_cert);
+    d->tls_key_pem = d->tls_cert_pem ? read_pem("key", c->tls_key) : NULL;
+    return d->tls_key_pem ? 0 : -EINVAL;
+}
+
 /* Logs the settings and prints the line tools wait for. */
 static void announce(const daemon_state *d)
 {
@@ -195,7 +289,8 @@ static void announce(const daemon_state *d)
         srv_warn("%d workers x %d threads oversubscribe the %d cores",
                  c->workers, c->train_threads, c->threads);
     bool v6 = strchr(c->host, ':') != NULL;
-    printf("tunad listening on http://%s%s%s:%d\n", v6 ? "[" : "", c->host,
+    printf("tunad listening on %s://%s%s%s:%d\n",
+           d->tls_cert_pem ? "https" : "http", v6 ? "[" : "", c->host,
            v6 ? "]" : "", d->port);
     fflush(stdout);
 }
@@ -243,8 +338,13 @@ static int start(daemon_state *d)
     char err[512] = "";
     int e;
 
-    if ((e = prepare_data_dir(d)) < 0)
+    if ((e = prepare_data_dir(d)) < 0 || (e = load_tls(d)) < 0 ||
+        (e = guard_public(d)) < 0)
         return e;
+    if (api_runtime_new(&d->runtime) < 0 || srv_metrics_new(&d->metrics) < 0) {
+        fprintf(stderr, "tunad: out of memory\n");
+        return -ENOMEM;
+    }
     e = srv_http_listen(c->host, c->port, &d->listen_fd, &d->port, &d->ipv6,
                         err, sizeof err);
     if (e < 0) {
@@ -281,6 +381,8 @@ static int start(daemon_state *d)
         .notify_jobs = srv_pool_notify, .notify_user = d->pool,
         .serve = d->serve, .spawn = spawn_thread,
         .gen_threads = c->gen_threads, .train_threads = c->train_threads,
+        .runtime = d->runtime, .metrics = srv_metrics_write,
+        .metrics_user = d->metrics,
     };
     srv_webhooks_params wp = {
         .db_path = d->db_path, .secret = c->webhook_secret, .api = &d->ctx,
@@ -294,6 +396,8 @@ static int start(daemon_state *d)
         .listen_fd = d->listen_fd, .ipv6 = d->ipv6, .ctx = &d->ctx,
         .tmp_dir = d->tmp_dir, .max_connections = c->max_connections,
         .connection_timeout = c->connection_timeout,
+        .tls_cert_pem = d->tls_cert_pem, .tls_key_pem = d->tls_key_pem,
+        .metrics = d->metrics,
     };
     d->listen_fd = -1; /* the HTTP server owns it now, even on failure */
     if ((e = srv_http_start(&hp, &d->http, err, sizeof err)) < 0) {
@@ -319,6 +423,10 @@ static void stop(daemon_state *d)
         close(d->listen_fd);
     if (d->lock_fd >= 0)
         close(d->lock_fd);
+    api_runtime_free(d->runtime);
+    srv_metrics_free(d->metrics);
+    free(d->tls_cert_pem);
+    free(d->tls_key_pem);
 }
 
 /* The write end of the signal pipe: the one piece of state a signal
@@ -407,6 +515,12 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "serve"))
         return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keys"))
+        return srv_cmd_keys(argc - 1, argv + 1);
+    if (!strcmp(cmd, "backup"))
+        return srv_cmd_backup(argc - 1, argv + 1);
+    if (!strcmp(cmd, "config"))
+        return srv_cmd_config(argc - 1, argv + 1);
     if (!strcmp(cmd, "train") || !strcmp(cmd, "generate"))
         return srv_engine_cli(argc, argv);
     fprintf(stderr, "tunad: unknown command '%s' (see tunad --help)\n", cmd);

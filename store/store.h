@@ -336,38 +336,4 @@ typedef struct store_job_counts {
 /* Number of jobs per status (statuses without jobs are absent). */
 int store_job_status_counts(store *s, store_job_counts *ret);
 
-/* ------------------------------------------------------------------------ */
-/* Ownership (owners.c)                                                      */
-
-/* A dataset or job is visible to owner (an API key id) when its owner
- * column is owner or it is shared; owner NULL (an admin, or keys off) sees
- * everything. An invisible row is -ENOENT, like a missing one. */
-int store_dataset_get_for(store *s, const char *id, const char *owner,
-                          store_dataset *ret);
-int store_job_get_for(store *s, const char *id, const char *owner,
-                      store_job *ret);
-/* Visible rows, newest first; limit counts visible rows. *ret is malloc'd
- * (free() / store_job_list_free()). status may be NULL (all). */
-int store_dataset_list_for(store *s, const char *owner, int limit,
-                           store_dataset **ret, int *ret_n);
-int store_job_list_for(store *s, const char *owner, const char *status,
-                       int limit, store_job **ret, int *ret_n);
-/* Shares a row with the team, or makes it private again; -ENOENT if
- * absent. (Callers check ownership first.) */
-int store_dataset_set_shared(store *s, const char *id, bool shared);
-int store_job_set_shared(store *s, const char *id, bool shared);
-/* An owner's jobs in flight (queued, running, paused) and the bytes of its
- * datasets, for the per-key quotas. */
-int store_owner_totals(store *s, const char *owner, int *ret_jobs_in_flight,
-                       int64_t *ret_dataset_bytes);
-
-#define STORE_MAX_STATUSES 8
-typedef struct store_job_counts {
-    int n;                               /* statuses present */
-    char status[STORE_MAX_STATUSES][16];
-    int64_t count[STORE_MAX_STATUSES];
-} store_job_counts;
-/* Number of jobs per status (statuses without jobs are absent). */
-int store_job_status_counts(store *s, store_job_counts *ret);
-
 #endif
