@@ -551,8 +551,8 @@ int srv_http_start(const srv_http_params *p, srv_http **ret, char *err,
         tls_options[0].option = MHD_OPTION_END;
     h->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h,
-        MHD_OPTION_ARRAY, tls_options,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+        MHD_OPTION_ARRAY, tls_options,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)p->listen_fd,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,

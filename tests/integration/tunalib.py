@@ -88,6 +88,8 @@ class Daemon:
                                      stderr=self.log)
         line = self._read_line(timeout)
         prefix = "tunad listening on http://"
+        if line.startswith("tunad listening on https://"):
+            prefix = "tunad listening on https://"
         if not line.startswith(prefix):
             self.proc.kill()
             self.proc.wait()
@@ -96,7 +98,7 @@ class Daemon:
         hostport = line[len(prefix):].strip()
         self.host, port = hostport.rsplit(":", 1)
         self.port = int(port)
-        self.url = "http://" + hostport
+        self.url = prefix[len("tunad listening on "):] + hostport
         return self
 
     def _read_line(self, timeout):
