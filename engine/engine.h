@@ -185,7 +185,9 @@ typedef struct eng_example {
 
 /* Tokenizes a record: completion records get loss on the completion only
  * with EOS appended; text records on every token; chat records are rendered
- * with the default template (see data.c) with loss on assistant turns only.
+ * with the tokenizer's own chat template (eng_example_from_chat_template)
+ * or, when it has none or it fails on the record, with the default
+ * template (see data.c), with loss on assistant turns only.
  * Truncates to max_len tokens (ret->truncated says so). */
 int eng_example_from_record(const eng_tokenizer *t, const eng_record *rec,
                             int max_len, eng_example *ret);

@@ -218,9 +218,17 @@ static int check_peft_shapes(const eng_model *m, const char *dir, char *err,
     eng_st_file *f = NULL;
     int rank = config_rank(dir), rc;
 
+    int nl = m->cfg.n_layers;
+    unsigned char *have = calloc((size_t)nl * ENG_T_COUNT * 2, 1);
+    unsigned targets = 0;
+
+    if (!have)
+        return -ENOMEM;
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    if ((rc = eng_st_open(path, &f, err, errlen)))
+    if ((rc = eng_st_open(path, &f, err, errlen))) {
+        free(have);
         return rc;
+    }
     for (int i = 0; i < f->n && !rc; i++) {
         const eng_st_tensor *st = &f->t[i];
         int l, t, b, in, out;
@@ -247,8 +255,23 @@ static int check_peft_shapes(const eng_model *m, const char *dir, char *err,
                     (long long)(st->ndim > 1 ? st->shape[1] : 0),
                     st->dtype_name, (long long)want0, (long long)want1, rank);
             rc = -EINVAL;
+        } else {
+            have[(l * ENG_T_COUNT + t) * 2 + b] = 1;
+            targets |= 1u << t;
         }
     }
+    /* every layer of every adapted projection: a missing one is named */
+    for (int l = 0; !rc && l < nl; l++)
+        for (int t = 0; !rc && t < ENG_T_COUNT; t++)
+            for (int b = 0; !rc && b < 2; b++)
+                if ((targets >> t & 1) && !have[(l * ENG_T_COUNT + t) * 2 + b]) {
+                    set_err(err, errlen, "tensor base_model.model.model."
+                            "layers.%d.%s.lora_%c.weight is missing (the "
+                            "base model has %d layers)", l, hf_module[t],
+                            b ? 'B' : 'A', nl);
+                    rc = -EINVAL;
+                }
+    free(have);
     eng_st_close(f);
     return rc;
 }
