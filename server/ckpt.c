@@ -114,7 +114,7 @@ static int write_folder(run *r, const char *tmp, char *err, size_t errlen)
     if (e == 0)
         e = srv_mkdirs(tmp);
     if (e < 0) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(-e));
+        snprintf(err, errlen, "%.128s: %s", tmp, strerror(-e));
         return e;
     }
     e = eng_trainer_save_checkpoint(r->tr, tmp, err, errlen);

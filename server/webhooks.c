@@ -199,8 +199,12 @@ static void deliver(srv_webhooks *h, store_webhook *w)
     if (e == 0 && !ok)
         snprintf(err, sizeof err, "HTTP %d", status);
     int attempt = w->attempts + 1;
+    /* rounded up: the next attempt comes a whole delay later, at least */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     int64_t next = ok || attempt >= WEBHOOK_MAX_ATTEMPTS
-                       ? 0 : (int64_t)time(NULL) + (1LL << (attempt - 1));
+                       ? 0 : (int64_t)ts.tv_sec + (1LL << (attempt - 1)) +
+                                 (ts.tv_nsec > 0);
     store_webhook_attempted(h->db, w->seq, ok, status, ok ? NULL : err, next);
     if (ok)
         srv_info("webhook job.%s of job %s delivered to %s (attempt %d)",
