@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Runs openai_sdk.test.mjs (the official OpenAI Node.js SDK against tunad)
+"""Runs openai_sdk.test.mjs, or the .mjs named after the tunad path (the
+official OpenAI Node.js SDK against tunad)
 under meson: starts tunad on 127.0.0.1 with a temporary data dir, runs node
 with TUNA_URL and TUNA_DATASET, stops tunad. Skips (77) when node or the
 SDK is missing: install it with `npm ci --prefix tests/js` (scripts/test.sh
@@ -30,7 +31,8 @@ def main():
     try:
         env = dict(os.environ, TUNA_URL=d.url,
                    TUNA_DATASET=example("zog.jsonl"))
-        rc = subprocess.run([node, os.path.join(HERE, "openai_sdk.test.mjs")],
+        script = sys.argv[2] if len(sys.argv) > 2 else "openai_sdk.test.mjs"
+        rc = subprocess.run([node, os.path.join(HERE, script)],
                             env=env, cwd=HERE, timeout=600).returncode
         if rc != 0:
             print(d.log_tail(60))
