@@ -440,8 +440,9 @@ void api_h_jobs_create(api_call *c)
 /* ------------------------------------------------------------------------ */
 /* Reading and cancelling                                                    */
 
-static const char *const statuses[] = { "queued", "running", "succeeded",
-                                        "failed", "cancelled", NULL };
+static const char *const statuses[] = { "queued", "running", "paused",
+                                        "succeeded", "failed", "cancelled",
+                                        NULL };
 
 void api_h_jobs_list(api_call *c)
 {
@@ -453,8 +454,8 @@ void api_h_jobs_list(api_call *c)
             ok = strcmp(statuses[i], status) == 0;
         if (!ok) {
             api_error(c->res, 400, "invalid_parameter",
-                      "status must be queued, running, succeeded, failed or "
-                      "cancelled", -1, "status");
+                      "status must be queued, running, paused, succeeded, "
+                      "failed or cancelled", -1, "status");
             return;
         }
     }
