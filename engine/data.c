@@ -408,11 +408,24 @@ static int turn_span(const eng_tokenizer *t, const char *tmpl,
         strlen(before) >= *cursor) {
         *ret = (span){ strlen(before), strlen(through) };
     } else {
+        /* The turn renders differently when it is not the last one (Qwen3
+         * drops the think block of earlier turns): find its content, and
+         * extend the span over the end-of-turn text the template writes
+         * after the content when the turn is last, if the full text has
+         * it there too. */
         const char *p = *c ? strstr(full + *cursor, c) : NULL;
+        const char *in_through = *c ? strstr(through, c) : NULL;
 
         rc = p ? 0 : -ENOENT; /* the template dropped the turn: no loss */
-        if (p)
-            *ret = (span){ (size_t)(p - full), (size_t)(p - full) + strlen(c) };
+        if (p) {
+            size_t end = (size_t)(p - full) + strlen(c);
+            if (in_through) {
+                const char *tail = in_through + strlen(c);
+                if (starts_with(full + end, tail))
+                    end += strlen(tail);
+            }
+            *ret = (span){ (size_t)(p - full), end };
+        }
     }
     if (!rc)
         *cursor = ret->end;
