@@ -208,9 +208,10 @@ void api_h_jobs_adapter(api_call *c)
     }
     if (r < 0) {
         api_rmdir_files(dir);
-        api_error(c->res, r == -ENOMEM ? 503 : 500, r == -ENOMEM
-                  ? "out_of_memory" : "export_failed", err[0] ? err
-                  : strerror(-r), -1, NULL);
+        api_error(c->res, r == -ENOMEM ? 503 : r == -EINVAL ? 422 : 500,
+                  r == -ENOMEM ? "out_of_memory" : r == -EINVAL
+                  ? "export_unsupported" : "export_failed",
+                  err[0] ? err : strerror(-r), -1, "format");
         goto out;
     }
     if (!strcmp(fmt, "gguf"))

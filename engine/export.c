@@ -702,6 +702,22 @@ int eng_model_export_hf(const eng_model *m, const eng_adapter *a, int dtype,
         set_err(err, errlen, "the adapter does not fit the base model");
         return -EINVAL;
     }
+    if (m->cfg.rope_scaling == ENG_ROPE_SCALING_NONE) {
+        /* A GGUF llama 3 carries its RoPE scaling as rope_freqs.weight
+         * factors, which config.json cannot express without the llama3
+         * parameters the file does not keep: refuse rather than write a
+         * model that computes other positions. */
+        for (int i = 0; i < m->cfg.head_dim / 2; i++) {
+            double f = pow((double)m->cfg.rope_theta,
+                           -2.0 * i / m->cfg.head_dim);
+            if (fabs(m->rope_inv_freq[i] - f) > 1e-6 * f) {
+                set_err(err, errlen, "the base model's RoPE frequencies "
+                        "(GGUF rope_freqs) have no config.json equivalent; "
+                        "export PEFT or GGUF instead");
+                return -EINVAL;
+            }
+        }
+    }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     if ((rc = write_model_st(m, a, dtype, path, err, errlen)))
         return rc;
