@@ -43,14 +43,25 @@ api_completion *api_completion_new(api_call *c, api_gen_kind kind,
     return j;
 }
 
+/* Records the tokens generated against the caller's key, once. A stream's
+ * producer does it before giving its place back: after that the daemon
+ * may be shutting down and ctx must not be touched. */
+static void account(api_completion *j)
+{
+    int64_t generated = 0;
+    if (j->accounted)
+        return;
+    j->accounted = true;
+    for (int i = 0; j->choices && i < j->n_prompts * j->n_choices; i++)
+        generated += j->choices[i].completion_tokens;
+    api_usage_add(j->ctx, j->key_id, generated);
+}
+
 void api_completion_free(api_completion *j)
 {
     if (!j)
         return;
-    int64_t generated = 0;
-    for (int i = 0; j->choices && i < j->n_prompts * j->n_choices; i++)
-        generated += j->choices[i].completion_tokens;
-    api_usage_add(j->ctx, j->key_id, generated);
+    account(j);
     for (int i = 0; j->prompt_ids && i < j->n_prompts; i++)
         free(j->prompt_ids[i]);
     free(j->prompt_ids);
@@ -308,7 +319,14 @@ static void cb_done(void *user, int seq, eng_finish finish, int prompt_tokens,
 static bool cb_cancelled(void *user)
 {
     api_completion *j = user;
-    return j->ev && api_evstream_gone(j->ev);
+    if (!j->ev)
+        return false;
+    /* While a stream waits for a place nothing flows, and a client that
+     * left is noticed only when a write fails: an SSE comment about once a
+     * second (this is polled every 50 ms while queued) finds it out. */
+    if (!j->slot.running && ++j->queued_polls % 20 == 0)
+        api_evstream_write(j->ev, ": queued\n\n", 10);
+    return api_evstream_gone(j->ev);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -346,6 +364,7 @@ static void produce(void *arg)
 {
     api_completion *j = arg;
     int rc = run(j);
+    account(j);
     api_serve_leave(j->ctx, &j->slot);
     if (rc == 0) {
         j->fmt->end(j);

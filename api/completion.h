@@ -94,6 +94,8 @@ struct api_completion {
     api_gen_seq *seqs;        /* n_prompts * n_choices */
     api_choice *choices;
     api_evstream *ev;
+    bool accounted;           /* usage recorded (account()) */
+    int queued_polls;         /* cancellation polls while queued */
     int rc;
     char err[256];
 };

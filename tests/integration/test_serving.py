@@ -6,7 +6,9 @@ n, stop, seeds, response_format, OpenAI's error shape; then backpressure on
 a daemon started with --max-concurrent-requests 1 --max-queued-requests 0:
 a second request is a 429 with Retry-After, a client that disconnects
 mid-stream frees its slot at once, and --request-timeout ends a request
-that runs too long."""
+that runs too long; and with one queued place: a queued stream waits (SSE
+comments), the next is a 429, a queued client that leaves frees its place,
+and the queued request runs once the running one is gone."""
 
 import json
 import math
@@ -78,6 +80,8 @@ def main():
     b = tunalib.Daemon(tunad, args=["--max-concurrent-requests", "1",
                                     "--max-queued-requests", "0",
                                     "--request-timeout", "5"])
+    q = tunalib.Daemon(tunad, args=["--max-concurrent-requests", "1",
+                                    "--max-queued-requests", "1"])
 
     def post(path, body, expect=200):
         return d.json("POST", path, body, expect=expect)
@@ -393,10 +397,11 @@ def main():
     BIG = {"model": MODEL, "prompt": ["Once", "Lily", "The", "A"], "n": 16,
            "max_tokens": 500, "temperature": 1.0, "seed": 3, "stream": True}
 
-    def start_big_stream():
+    def start_big_stream(daemon=None):
         p = subprocess.Popen(
             ["curl", "-sS", "-N", "-H", "Content-Type: application/json",
-             "--data-binary", json.dumps(BIG), b.url + "/v1/completions"],
+             "--data-binary", json.dumps(BIG),
+             (daemon or b).url + "/v1/completions"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         line = p.stdout.readline()  # the first event: it is running
         assert line.startswith(b"data: {"), line
@@ -433,6 +438,47 @@ def main():
         # the killed request had ~30000 tokens (many seconds) to go
         assert time.time() - t0 < 1.0, time.time() - t0
 
+    def queue():
+        # one running place, one queued place
+        a = start_big_stream(q)
+        try:
+            waiter = subprocess.Popen(
+                ["curl", "-sS", "-N", "-H", "Content-Type: application/json",
+                 "--data-binary", json.dumps(dict(BIG, prompt="Once", n=1,
+                                                  max_tokens=3)),
+                 q.url + "/v1/completions"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            line = waiter.stdout.readline()  # ": queued" comments while it waits
+            assert line.startswith(b": queued"), line
+            r = q.post("/generate", {"prompt": "x", "max_tokens": 2})
+            assert r.status == 429 and r.header("Retry-After"), r
+            assert r.json()["error"]["code"] == "rate_limited", r
+            # a queued client that leaves frees its queue place
+            waiter.kill()
+            waiter.wait()
+            t0 = time.time()
+            while time.time() - t0 < 5:
+                p2 = subprocess.Popen(
+                    ["curl", "-sS", "-N", "-H",
+                     "Content-Type: application/json", "--data-binary",
+                     json.dumps({"prompt": "x", "max_tokens": 2,
+                                 "stream": True}), q.url + "/generate"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                first = p2.stdout.readline()
+                if first.startswith(b": queued"):
+                    break
+                p2.kill()
+                p2.wait()
+                time.sleep(0.2)
+            assert first.startswith(b": queued"), first
+        finally:
+            a.kill()
+            a.wait()
+        # the running stream gone, the queued one runs to its end
+        out, _ = p2.communicate(timeout=30)
+        ev = sse(out)
+        assert ev[-1] == "[DONE]" and ev[-2]["finish_reason"], ev
+
     def timeout():
         body = dict(BIG, stream=False)
         t0 = time.time()
@@ -464,8 +510,11 @@ def main():
                     disconnect_frees_slot)
             t.check("request timeout", timeout)
             t.check("still serving", lambda: b.json("GET", "/health"))
+        if t.check("start queueing daemon", q.start):
+            t.check("queue: FIFO place, 429 past it, leaving frees it",
+                    queue)
     finally:
-        for x in (d, b):
+        for x in (d, b, q):
             if not x.alive() and x.proc:
                 print(x.log_tail())
             x.cleanup()
