@@ -88,6 +88,8 @@ int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
         if (r < 0) {
             eng_model_unref(*ret_m);
             eng_tokenizer_unref(*ret_t);
+            *ret_m = NULL;  /* the caller unrefs what it holds */
+            *ret_t = NULL;
         }
     }
     if (r < 0) {

@@ -75,6 +75,8 @@ int api_resolve_base_or_imported(api_call *c, const char *name,
             if (r < 0) {
                 eng_model_unref(*ret_m);
                 eng_tokenizer_unref(*ret_t);
+                *ret_m = NULL;  /* the caller unrefs what it holds */
+                *ret_t = NULL;
                 what = name;
             }
         } else if (r == -ENOENT) {
