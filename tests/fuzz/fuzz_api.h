@@ -2,8 +2,10 @@
 /*
  * fuzz_api.h - what the api fuzz targets share, on top of fuzz.h:
  *
- *  - a service environment for api_dispatch(): a data dir, a store and the
- *    model registry with the embedded stories260K, with limits tightened so
+ *  - a service environment for api_dispatch(): a data dir, a store, the
+ *    model registry with the embedded stories260K, generation admission
+ *    (api_serve) and the runtime state (api_runtime; no API keys, so every
+ *    route is open as on a fresh install), with limits tightened so
  *    one input stays cheap (few generated tokens, few prompts, small
  *    bodies). It is rebuilt from scratch every FZ_ENV_RESET inputs so the
  *    database and the data dir stay small however long a run lasts;
@@ -29,6 +31,8 @@ typedef struct fz_env {
     char dir[300];
     store *db;
     api_registry *reg;
+    api_serve *serve;
+    api_runtime *rt;
     api_ctx ctx;
     unsigned uses;
 } fz_env;
@@ -39,6 +43,9 @@ static inline void fz_env_close(fz_env *e)
 {
     if (!e->db)
         return;
+    api_serve_stop(e->serve);
+    api_serve_free(e->serve);
+    api_runtime_free(e->rt);
     api_registry_free(e->reg);
     store_close(e->db);
     fz_rm_rf(e->dir);
@@ -81,6 +88,15 @@ static inline api_ctx *fz_env_get(void)
                 err);
         abort();
     }
+    api_serve_limits sl;
+    api_serve_limits_default(&sl);
+    sl.request_timeout_s = 30;
+    if (api_serve_new(&sl, &e->serve) < 0 || api_runtime_new(&e->rt) < 0) {
+        fprintf(stderr, "fuzz: api_serve_new/api_runtime_new failed\n");
+        abort();
+    }
+    e->ctx.serve = e->serve;
+    e->ctx.runtime = e->rt;
     e->ctx.db = e->db;
     e->ctx.models = e->reg;
     e->ctx.data_dir = e->dir;
@@ -105,13 +121,16 @@ static inline api_ctx *fz_env_get(void)
 /* ------------------------------------------------------------------------ */
 /* Response invariants                                                       */
 
-/* Every answer has a sane status; every body is JSON; every error is
- * {"error":{"code":string,"message":string,...}}. Streams are pulled a few
- * times and freed by api_response_done(). */
+/* Every answer has a sane status; every JSON body parses; every JSON error
+ * is {"error":{"message":string, "code":string | "type":string, ...}} (the
+ * native shape has a code, the OpenAI-compatible routes a type). Bodies of
+ * other types (Prometheus text, CSV, tar, event streams) are only bounded.
+ * Streams are pulled a few times and freed by api_response_done(). */
 static inline void fz_check_response(api_response *r)
 {
     if (getenv("TUNA_FUZZ_VERBOSE"))
-        fprintf(stderr, "fuzz: %d %.*s\n", r->status,
+        fprintf(stderr, "fuzz: %d %s %.*s\n", r->status,
+                r->content_type ? r->content_type : "-",
                 (int)(r->body_len > 160 ? 160 : r->body_len),
                 r->body ? r->body : "");
     FZ_ASSERT(r->status >= 100 && r->status <= 599);
@@ -122,16 +141,21 @@ static inline void fz_check_response(api_response *r)
          * splitting). */
         FZ_ASSERT(!strpbrk(r->header_values[i], "\r\n"));
     }
-    if (r->body) {
+    bool json = !r->content_type ||
+                !strncmp(r->content_type, "application/json", 16);
+    if (r->status >= 400)
+        FZ_ASSERT(json && r->body);
+    if (r->body && json) {
         cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
         FZ_ASSERT(j != NULL);
         if (r->status >= 400) {
             const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
             FZ_ASSERT(cJSON_IsObject(err));
             FZ_ASSERT(cJSON_IsString(
-                cJSON_GetObjectItemCaseSensitive(err, "code")));
-            FZ_ASSERT(cJSON_IsString(
                 cJSON_GetObjectItemCaseSensitive(err, "message")));
+            FZ_ASSERT(
+                cJSON_IsString(cJSON_GetObjectItemCaseSensitive(err, "code")) ||
+                cJSON_IsString(cJSON_GetObjectItemCaseSensitive(err, "type")));
         }
         cJSON_Delete(j);
     }

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz_request_json.c - request JSON: bodies of POST /jobs and POST
- * /generate through api_dispatch(), on the embedded stories260K model (the
+ * fuzz_request_json.c - request JSON: bodies of POST /jobs, POST /generate
+ * and the other JSON routes through api_dispatch(), on the embedded stories260K model (the
  * fuzz environment caps max_tokens at 8 and prompts at 3, so generation is
  * cheap).
  *
- * Input: the first byte picks the route (even: /generate, odd: /jobs), the
- * rest is the body, sent as application/json.
+ * Input: the first byte picks the route (its value mod 8: 0 /generate,
+ * 1 /jobs, 2 /v1/chat/completions, 3 /v1/completions, 4 /tokenize,
+ * 5 /detokenize, 6 /apply-template, 7 /v1/fine_tuning/jobs), the rest is
+ * the body, sent as application/json.
  *
  * Checks: the response invariants of fz_check_response(); and the JSON
  * round-trip the api relies on: when api_json_parse() accepts the body, the
@@ -60,7 +62,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > (256 << 10))
         return 0;
-    const char *path = (data[0] & 1) ? "/jobs" : "/generate";
+    static const char *const paths[8] = {
+        "/generate", "/jobs", "/v1/chat/completions", "/v1/completions",
+        "/tokenize", "/detokenize", "/apply-template", "/v1/fine_tuning/jobs",
+    };
+    const char *path = paths[data[0] & 7];
     /* An exact-size copy: the api gets (pointer, length), never a NUL. */
     size_t len = size - 1;
     char *body = malloc(len ? len : 1);

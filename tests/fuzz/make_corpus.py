@@ -81,6 +81,43 @@ def router():
         "wrong_ct": "POST /generate\nContent-Type: text/plain\n\n{}",
         "too_large": "POST /datasets\nX-Too-Large: 1\n\n{}",
         "auth": "GET /jobs\nAuthorization: Bearer tuna_0000\n\n",
+        "v1_models": "GET /v1/models\n\n",
+        "v1_model": "GET /v1/models/stories260K\n\n",
+        "usage": "GET /usage\n\n",
+        "metrics": "GET /metrics\n\n",
+        "keys": "GET /keys\nAuthorization: Bearer tuna_x\n\n",
+        "rescan": "POST /models/rescan\n\n",
+        "tokenize": "POST /tokenize\nContent-Type: application/json\n\n"
+                    '{"model":"stories260K","text":"Hi there"}',
+        "apply_template": "POST /apply-template\nContent-Type: application/"
+                          'json\n\n{"messages":[{"role":"user","content":'
+                          '"Hi"}]}',
+        "v1_chat": "POST /v1/chat/completions\nContent-Type: application/"
+                   'json\n\n{"model":"stories260K","max_tokens":3,'
+                   '"messages":[{"role":"user","content":"Hi"}],'
+                   '"stream":true}',
+        "job_pause": f"POST /jobs/{JOB}/pause\n\n",
+        "job_priority": f"POST /jobs/{JOB}/priority\nContent-Type: "
+                        'application/json\n\n{"priority":5}',
+        "job_checkpoints": f"GET /jobs/{JOB}/checkpoints\n\n",
+        "job_metrics_csv": f"GET /jobs/{JOB}/metrics.csv\n\n",
+        "job_report": f"GET /jobs/{JOB}/report\n\n",
+        "job_adapter": f"GET /jobs/{JOB}/adapter?format=gguf\n\n",
+        "ds_share": f"POST /datasets/{DS}/share\nContent-Type: application"
+                    '/json\n\n{"shared":true}',
+        "adapters_import": "POST /adapters?name=x&base_model=stories260K\n"
+                           "Content-Type: application/octet-stream\n\n"
+                           "not a tar",
+        "adapter_delete": "DELETE /adapters/x\n\n",
+        "oai_files": "POST /v1/files\nContent-Type: multipart/form-data; "
+                     "boundary=XyZ\n\n" + MP_BODY.replace(
+                         'name="file"', 'name="purpose"\r\n\r\n'
+                         'fine-tune\r\n--XyZ\r\nContent-Disposition: '
+                         'form-data; name="file"', 1),
+        "oai_files_list": "GET /v1/files\n\n",
+        "oai_file_content": f"GET /v1/files/{DS}/content\n\n",
+        "oai_jobs": "GET /v1/fine_tuning/jobs?limit=2&after=x\n\n",
+        "oai_job_events": f"GET /v1/fine_tuning/jobs/{JOB}/events\n\n",
         # nasty ones
         "traversal": "GET /datasets/ds_..%2F..%2Fetc%2Fpasswd\n\n",
         "traversal2": "DELETE /datasets/../../tuna.db\n\n",
@@ -141,6 +178,28 @@ def request_json():
     }
     for k, v in jobs.items():
         put("request_json", "jobs_" + k, b"\1" + json.dumps(v).encode())
+    more = {
+        "v1chat": (2, {"model": "stories260K", "max_tokens": 4, "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"}], "temperature": 0,
+            "logprobs": True, "top_logprobs": 2, "stream": True,
+            "stop": ["\n"], "response_format": {"type": "json_object"}}),
+        "v1completion": (3, {"model": "stories260K", "prompt": "Once",
+                             "max_tokens": 3, "n": 1, "echo": False,
+                             "logprobs": 2, "seed": 3}),
+        "tokenize": (4, {"model": "stories260K", "text": "Once upon a time",
+                         "add_special": True}),
+        "detokenize": (5, {"model": "stories260K", "tokens": [1, 403, 407,
+                                                             -1, 99999]}),
+        "template": (6, {"model": "stories260K", "messages": [
+            {"role": "user", "content": "Hi"}],
+            "add_generation_prompt": True}),
+        "oai_job": (7, {"model": "stories260K", "training_file": DS,
+                        "hyperparameters": {"n_epochs": 1},
+                        "suffix": "zog"}),
+    }
+    for k, (b, v) in more.items():
+        put("request_json", "route_" + k, bytes([b]) + json.dumps(v).encode())
     nasty = {
         "deep": b"\0" + b"[" * 2000 + b"]" * 2000,
         "deep_obj": b"\1" + b'{"a":' * 500 + b"1" + b"}" * 500,
