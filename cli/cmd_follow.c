@@ -336,22 +336,27 @@ int follow_job(const tuna_opts *o, const char *job_id)
         }
         connected = true;
 
-        /* The stream ended: over when the job is. */
-        http_resp j;
-        int jr = http_request(o, "GET", job_path, NULL, &j);
-        if (jr == HTTP_OK && j.json && terminal(jstr(j.json, "status", ""))) {
-            int code = finish(&f, &j);
+        /* The server closes the stream after the job's last event: then
+         * the job's final state. A broken connection may have lost
+         * events, so it is always reopened where it broke. */
+        if (rc == HTTP_OK) {
+            http_resp j;
+            int jr = http_request(o, "GET", job_path, NULL, &j);
+            if (jr == HTTP_OK && j.json &&
+                terminal(jstr(j.json, "status", ""))) {
+                int code = finish(&f, &j);
+                http_resp_free(&j);
+                return code;
+            }
+            if (jr == HTTP_STATUS) {
+                if (f.tty)
+                    clear_bar(&f);
+                report_failure(o, jr, &j);
+                http_resp_free(&j);
+                return EXIT_FAIL;
+            }
             http_resp_free(&j);
-            return code;
         }
-        if (jr == HTTP_STATUS) {
-            if (f.tty)
-                clear_bar(&f);
-            report_failure(o, jr, &j);
-            http_resp_free(&j);
-            return EXIT_FAIL;
-        }
-        http_resp_free(&j);
 
         if (f.events > before)
             failures = 0;
