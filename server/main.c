@@ -93,8 +93,11 @@ static int mkdir_p(const char *path)
     return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-/* Removes uploads a crash left behind in tmp/. */
-static void clean_tmp(const char *dir)
+/* Removes the files a crash left behind in dir whose names start with one
+ * of prefixes (NULL-terminated): uploads in flight in tmp/, and datasets/'s
+ * temp files (.upload-*: a dataset being validated; .part-*: a multipart
+ * body). None of them is ever named by a row. */
+static void clean_prefixed(const char *dir, const char *const *prefixes)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -103,7 +106,10 @@ static void clean_tmp(const char *dir)
     int n = 0;
     char path[PATH_MAX + 256];
     while ((e = readdir(d))) {
-        if (strncmp(e->d_name, "upload-", 7))
+        bool match = false;
+        for (int i = 0; prefixes[i] && !match; i++)
+            match = !strncmp(e->d_name, prefixes[i], strlen(prefixes[i]));
+        if (!match)
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         n += unlink(path) == 0;
@@ -112,6 +118,48 @@ static void clean_tmp(const char *dir)
     if (n)
         srv_info("removed %d unfinished upload%s from %s", n,
                  n == 1 ? "" : "s", dir);
+}
+
+static void clean_tmp(const char *data_dir)
+{
+    static const char *const tmp[] = {"upload-", NULL};
+    static const char *const ds[] = {".upload-", ".part-", NULL};
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/tmp", data_dir);
+    clean_prefixed(path, tmp);
+    snprintf(path, sizeof path, "%s/datasets", data_dir);
+    clean_prefixed(path, ds);
+}
+
+/* A dataset file is renamed into place before its row is inserted, and
+ * unlinked after its row is deleted: a crash in between leaves a
+ * datasets/ds_*.jsonl that no row names (never served, never counted).
+ * Removes those at start-up, before any request runs. */
+static void clean_orphan_datasets(daemon_state *d)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 256], id[64];
+    snprintf(dir, sizeof dir, "%s/datasets", d->cfg.data_dir);
+    DIR *dh = opendir(dir);
+    if (!dh)
+        return;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(dh))) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "ds_", 3) || len < 7 || len - 6 >= sizeof id ||
+            strcmp(e->d_name + len - 6, ".jsonl"))
+            continue;
+        snprintf(id, sizeof id, "%.*s", (int)(len - 6), e->d_name);
+        store_dataset ds;
+        if (store_dataset_get(d->db, id, &ds) != -ENOENT)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        n += unlink(path) == 0;
+    }
+    closedir(dh);
+    if (n)
+        srv_info("removed %d dataset file%s without a database row from %s",
+                 n, n == 1 ? "" : "s", dir);
 }
 
 /* Creates the data dir and its folders, checks it is writable and takes
@@ -158,7 +206,7 @@ static int prepare_data_dir(daemon_state *d)
     }
     snprintf(d->db_path, sizeof d->db_path, "%s/tuna.db", dd);
     snprintf(d->tmp_dir, sizeof d->tmp_dir, "%s/tmp", dd);
-    clean_tmp(d->tmp_dir);
+    clean_tmp(dd);
     return 0;
 }
 
@@ -183,6 +231,7 @@ static int open_store(daemon_state *d)
     }
     srv_info("database %s (schema %d); %d interrupted job%s queued again",
              d->db_path, store_schema_version(d->db), n, n == 1 ? "" : "s");
+    clean_orphan_datasets(d);
     return 0;
 }
 
