@@ -112,19 +112,25 @@ void print_job(const cJSON *j)
     print_kv(w, "finished:", "%s", finished);
     const cJSON *hp = cJSON_GetObjectItemCaseSensitive(j, "hyperparameters");
     if (cJSON_IsObject(hp)) {
-        char line[1024];
-        size_t n = 0;
+        /* name=value pairs, wrapped at 78 columns under the key */
+        int col = printf("%-*s", w + 1, "settings:");
+        bool first = true;
         const cJSON *v;
-        line[0] = '\0';
         cJSON_ArrayForEach(v, hp)
         {
             char *s = cJSON_PrintUnformatted(v);
-            if (s && n < sizeof line)
-                n += (size_t)snprintf(line + n, sizeof line - n, "%s%s=%s",
-                                      n ? " " : "", v->string, s);
+            if (!s)
+                continue;
+            int len = (int)(strlen(v->string) + strlen(s) + 1);
+            if (!first && col + 1 + len > 78)
+                col = printf("\n%-*s", w + 1, "") - 1;
+            else if (!first)
+                col += printf(" ");
+            col += printf("%s=%s", v->string, s);
+            first = false;
             free(s);
         }
-        print_kv(w, "settings:", "%s", line);
+        putchar('\n');
     }
     if (jstr(j, "note", NULL))
         print_kv(w, "note:", "%s", jstr(j, "note", ""));

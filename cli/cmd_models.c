@@ -42,16 +42,23 @@ static int list(tuna_opts *o, int argc, char **argv)
         return EXIT_OK;
     }
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(r.json, "data");
-    printf("%-52s %-10s %-9s %7s %7s  %s\n", "ID", "TYPE", "STATUS",
-           "PARAMS", "CONTEXT", "BASE");
     const cJSON *m;
+    int w = 11; /* the ID column: as wide as the longest id */
+    cJSON_ArrayForEach(m, data)
+    {
+        int n = (int)strlen(jstr(m, "id", "?"));
+        if (n > w)
+            w = n;
+    }
+    printf("%-*s %-10s %-9s %7s %7s  %s\n", w, "ID", "TYPE", "STATUS",
+           "PARAMS", "CONTEXT", "BASE");
     cJSON_ArrayForEach(m, data)
     {
         char params[32], ctx[32] = "-";
         fmt_params(params, sizeof params, jnum(m, "parameters", NAN));
         if (jhas_num(m, "context_length"))
             snprintf(ctx, sizeof ctx, "%.0f", jnum(m, "context_length", 0));
-        printf("%-52s %-10s %-9s %7s %7s  %s\n", jstr(m, "id", "?"),
+        printf("%-*s %-10s %-9s %7s %7s  %s\n", w, jstr(m, "id", "?"),
                jstr(m, "type", "?"), jstr(m, "status", "-"), params, ctx,
                jstr(m, "base", "-"));
         if (jstr(m, "error", NULL))

@@ -32,7 +32,8 @@ static const char usage_main[] =
     "  --url URL        tunad's address (TUNA_URL; default " TUNA_DEFAULT_URL
     ")\n"
     "  --api-key KEY    bearer key (TUNA_API_KEY)\n"
-    "  --json           print the server's JSON, for scripts\n"
+    "  --json           print the server's JSON, for scripts (an error's\n"
+    "                   too, on stdout; the message still goes to stderr)\n"
     "  -h, --help       help (also after a command: tuna jobs create --help)\n"
     "  --version        print the version\n"
     "\n"
