@@ -58,6 +58,9 @@ int api_registry_get_base(api_registry *r, const char *name,
 /* Adapter saved at dir for base model m, cached by dir path; ref taken. */
 int api_registry_get_adapter(api_registry *r, eng_model *m, const char *dir,
                              eng_adapter **ret, char *err, size_t errlen);
+/* Memory budget of the resident adapters (least recently used leave
+ * first; default 1 GiB). */
+void api_registry_set_adapter_budget(api_registry *r, size_t bytes);
 /* Base models and adapters in memory (for /metrics). */
 void api_registry_counts(api_registry *r, int *ret_bases, int *ret_adapters);
 /* Names of the base models (malloc'd array of borrowed names; free() it). */
@@ -81,6 +84,7 @@ typedef struct api_request {
     const char *body_file;     /* or: body streamed to this file (uploads) */
     bool body_too_large;       /* server saw more than max_body_bytes */
     const char *request_id;    /* for logs and errors, may be NULL */
+    const char *if_none_match; /* header value or NULL (ui.c: 304) */
 } api_request;
 
 /* A streamed body (SSE and token streams). read() is called from a server
@@ -118,6 +122,8 @@ void api_error(api_response *r, int status, const char *code,
 /* ------------------------------------------------------------------------ */
 /* The service context handed to every handler                              */
 
+struct api_sched_job;              /* below */
+
 typedef struct api_ctx {
     store *db;
     api_registry *models;
@@ -144,7 +150,38 @@ typedef struct api_ctx {
      * latency, memory) in Prometheus text format. May be NULL. */
     void (*metrics)(void *user, FILE *out);
     void *metrics_user;
+    /* Continuous batching: hands a generation's sequences to the server's
+     * scheduler thread (server/scheduler.c), which decodes them together
+     * with every other request on the same base. 0, or -ESHUTDOWN. NULL:
+     * api_serve_generate steps the request's own sequences on the calling
+     * thread (same kernels, same tokens). */
+    int (*submit)(void *user, struct api_sched_job *job);
+    void *submit_user;
+    /* POST /v1/load_lora_adapter: lora_path must lie under data_dir, the
+     * models dir, or one of these colon-separated folders (may be NULL). */
+    const char *lora_dirs;
+    const char *models_dir;
 } api_ctx;
+
+/* ------------------------------------------------------------------------ */
+/* Continuous batching: one request as the scheduler sees it                */
+
+struct eng_seq;                    /* engine/decode.h */
+
+typedef struct api_sched_job {
+    eng_model *model;              /* the base every sequence runs on */
+    struct eng_seq **seqs;         /* owned by the submitter */
+    int n_seqs;
+    /* Polled before every step, from the scheduler thread: true drops the
+     * job's sequences at once. */
+    bool (*cancelled)(void *user);
+    /* Called once, from the scheduler thread, when every sequence ended
+     * (rc 0), the job was dropped (-ECANCELED, also at shutdown) or failed
+     * (< 0). The scheduler does not touch the job afterwards. */
+    void (*finished)(void *user, int rc);
+    void *user;
+    struct api_sched_job *next;    /* the scheduler's */
+} api_sched_job;
 
 /* ------------------------------------------------------------------------ */
 /* Runtime state shared by every request: per-key rate buckets, open

@@ -14,6 +14,8 @@
  */
 #include "api/completion.h"
 
+#include "api/constraint.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +74,7 @@ void api_completion_free(api_completion *j)
     }
     free(j->choices);
     free(j->seqs);
+    api_constraint_free(j->constraint);
     eng_adapter_unref(j->a);
     eng_tokenizer_unref(j->t);
     eng_model_unref(j->m);
@@ -270,7 +273,8 @@ static bool cb_text(void *user, int seq, const char *text, size_t len)
         j->fmt->chunk(j, seq, text, len);
         ch->started = true;
         ch->toks_sent = ch->n_toks;
-        return true;
+        /* structured output on /generate: the last event parses it */
+        return !j->parse_output || text_append(ch, text, len) == 0;
     }
     return text_append(ch, text, len) == 0;
 }
@@ -344,6 +348,10 @@ static int run(api_completion *j)
         .logprobs = j->logprobs,
     };
     rq.sp.top_logprobs = j->top_logprobs;
+    if (j->constraint) {
+        rq.schema = api_constraint_schema(j->constraint);
+        rq.vocab = api_constraint_vocab(j->constraint);
+    }
     return api_serve_generate(j->ctx, &j->slot, &rq, &cb, j->err,
                               sizeof(j->err));
 }

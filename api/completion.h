@@ -96,6 +96,8 @@ struct api_completion {
     api_evstream *ev;
     bool accounted;           /* usage recorded (account()) */
     int queued_polls;         /* cancellation polls while queued */
+    struct api_constraint *constraint; /* structured output, or NULL */
+    bool parse_output;        /* /generate output_type: add "output" */
     int rc;
     char err[256];
 };

@@ -16,6 +16,7 @@
 #include "api/models-impl.h"
 
 #include "api/completion.h"
+#include "api/constraint.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -64,6 +65,29 @@ int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
                       char *ret_name, size_t namelen)
 {
     *ret_a = NULL;
+    char lbase[128], ldir[1024], lerr[256] = "";
+    if (c->ctx->models &&
+        api_registry_lora_find(c->ctx->models, name, lbase, sizeof(lbase),
+                               ldir, sizeof(ldir)) == 0) {
+        /* a LoRA adapter loaded by name (/v1/load_lora_adapter) */
+        int r = api_registry_get_base_err(c->ctx->models, lbase, ret_m, ret_t,
+                                          lerr, sizeof(lerr));
+        if (r == 0 && (r = api_registry_get_adapter(c->ctx->models, *ret_m,
+                                                    ldir, ret_a, lerr,
+                                                    sizeof(lerr))) < 0) {
+            eng_model_unref(*ret_m);
+            eng_tokenizer_unref(*ret_t);
+        }
+        if (r < 0) {
+            char msg[400];
+            snprintf(msg, sizeof(msg), "the adapter %s cannot be loaded: %s",
+                     name, lerr[0] ? lerr : strerror(-r));
+            api_error(c->res, 503, "model_unavailable", msg, -1, "model");
+            return -1;
+        }
+        snprintf(ret_name, namelen, "%s", name);
+        return 0;
+    }
     int rb = api_resolve_base_or_imported(c, name, ret_m, ret_t, ret_a);
     if (rb <= 0) {
         if (rb == 0)
@@ -109,7 +133,7 @@ int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
 
 static const char *const gen_keys[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed",
-    "stop", "stream", "logprobs", "top_logprobs", NULL,
+    "stop", "stream", "logprobs", "top_logprobs", "output_type", NULL,
 };
 
 static int check_gen_keys(api_call *c, const cJSON *o)
@@ -174,6 +198,44 @@ static int set_prompts(api_call *c, api_completion *j)
                                       strlen(e->valuestring), false) < 0)
             return -1;
     }
+    return 0;
+}
+
+/* Lamini-style "output_type": {"answer": "str", "score": "int"}: the
+ * output is constrained to that JSON object and returned parsed as
+ * "output". Needs the model (its tokenizer). */
+static int parse_output_type(api_call *c, api_completion *j)
+{
+    const cJSON *ot = cJSON_GetObjectItemCaseSensitive(j->json,
+                                                       "output_type");
+    char *text, *schema = NULL, err[256] = "";
+    int rc;
+    if (!ot || cJSON_IsNull(ot))
+        return 0;
+    if (!cJSON_IsObject(ot) || !ot->child) {
+        api_error(c->res, 400, "invalid_parameter", "output_type must be a "
+                  "non-empty object of field types, e.g. {\"answer\": "
+                  "\"str\", \"score\": \"int\"}", -1, "output_type");
+        return -1;
+    }
+    if (!(text = cJSON_PrintUnformatted(ot)))
+        rc = -ENOMEM;
+    else if ((rc = eng_json_shorthand_to_schema(text, &schema, err,
+                                                sizeof(err))) == 0)
+        rc = api_constraint_from_schema(schema, j->t, &j->constraint, err,
+                                        sizeof(err));
+    free(text);
+    free(schema);
+    if (rc == -ENOMEM) {
+        api_error(c->res, 503, "out_of_memory", "out of memory", -1, NULL);
+        return -1;
+    }
+    if (rc < 0) {
+        api_error(c->res, 400, "invalid_parameter", err[0] ? err : "bad "
+                  "output_type", -1, "output_type");
+        return -1;
+    }
+    j->parse_output = true;
     return 0;
 }
 
@@ -252,6 +314,20 @@ static cJSON *native_logprobs(const api_completion *j, const api_choice *ch,
     return arr;
 }
 
+/* "output": the parsed JSON of a structured output (null when cut short).
+ * While streaming the text is not kept, so the last event carries it only
+ * when collected (see cb_text: streamed structured output is collected). */
+static void add_output(cJSON *o, const api_choice *ch)
+{
+    cJSON *v = ch->text ? cJSON_ParseWithLength(ch->text, ch->len) : NULL;
+    if (v && ch->finish == ENG_FINISH_STOP)
+        cJSON_AddItemToObject(o, "output", v);
+    else {
+        cJSON_Delete(v);
+        cJSON_AddNullToObject(o, "output");
+    }
+}
+
 static void native_event(api_completion *j, int i, const char *text,
                          size_t len, bool last)
 {
@@ -265,6 +341,8 @@ static void native_event(api_completion *j, int i, const char *text,
         cJSON_AddItemToObject(o, "logprobs",
                               native_logprobs(j, ch, ch->toks_sent));
     if (last) {
+        if (j->parse_output)
+            add_output(o, ch);
         cJSON_AddStringToObject(o, "finish_reason", finish_name(ch->finish));
         cJSON_AddItemToObject(o, "usage", api_usage_json(
             ch->prompt_tokens, ch->completion_tokens));
@@ -298,6 +376,8 @@ static cJSON *native_result(const api_completion *j, int i)
                                                      ch->completion_tokens));
     if (j->logprobs)
         cJSON_AddItemToObject(o, "logprobs", native_logprobs(j, ch, 0));
+    if (j->parse_output)
+        add_output(o, ch);
     return o;
 }
 
@@ -334,7 +414,7 @@ void api_h_generate(api_call *c)
     if (!j)
         return;
     if (parse_gen(c, j, &model) < 0 || api_completion_model(c, j, model) < 0 ||
-        set_prompts(c, j) < 0) {
+        parse_output_type(c, j) < 0 || set_prompts(c, j) < 0) {
         api_completion_free(j);
         return;
     }
@@ -383,6 +463,12 @@ void api_h_models_list(api_call *c)
     for (int i = 0; i < n; i++)
         cJSON_AddItemToArray(arr, base_json(c->ctx, names[i]));
     api_imported_list(c->ctx, arr);
+    if (c->ctx->models) {
+        cJSON *loras = api_registry_lora_json(c->ctx->models), *l;
+        while (loras && (l = cJSON_DetachItemFromArray(loras, 0)))
+            cJSON_AddItemToArray(arr, l);
+        cJSON_Delete(loras);
+    }
     for (int i = 0; i < nj; i++)
         cJSON_AddItemToArray(arr, tuned_json(&jobs[i]));
     api_checkpoint_models(c, arr);
@@ -398,6 +484,25 @@ void api_h_health(api_call *c)
     cJSON_AddStringToObject(o, "version", TUNA_VERSION);
     cJSON_AddNumberToObject(o, "schema_version",
                             c->ctx->db ? store_schema_version(c->ctx->db) : 0);
+    cJSON *mem = cJSON_AddObjectToObject(o, "memory");
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long long rss_kb = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %lld kB", &rss_kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    cJSON_AddNumberToObject(mem, "rss_bytes", rss_kb >= 0 ? rss_kb * 1024.0
+                                                          : -1);
+    if (c->ctx->models) {
+        size_t bytes, budget;
+        int n;
+        api_registry_adapter_stats(c->ctx->models, &bytes, &budget, &n);
+        cJSON_AddNumberToObject(mem, "adapters_resident", n);
+        cJSON_AddNumberToObject(mem, "adapter_bytes", (double)bytes);
+        cJSON_AddNumberToObject(mem, "adapter_budget_bytes", (double)budget);
+    }
     cJSON *models = cJSON_AddArrayToObject(o, "models");
     const char **names = NULL;
     int n = 0;

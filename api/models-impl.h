@@ -40,6 +40,25 @@ int api_registry_rescan(api_registry *r, int *ret_added, int *ret_removed);
 /* Drops the cached adapters loaded from dir (before it is deleted). */
 void api_registry_forget_adapter(api_registry *r, const char *dir);
 
+/* LoRA adapters loaded by name (/v1/load_lora_adapter): name -> base model
+ * and folder. add: -EEXIST when the name is taken; remove also drops the
+ * folder's cached adapter (its memory is freed once the requests holding
+ * it end). */
+int api_registry_lora_add(api_registry *r, const char *name, const char *base,
+                          const char *dir);
+int api_registry_lora_find(api_registry *r, const char *name, char *base,
+                           size_t blen, char *dir, size_t dlen);
+int api_registry_lora_remove(api_registry *r, const char *name);
+/* The loaded LoRA adapters as /models objects (type "lora"). */
+cJSON *api_registry_lora_json(api_registry *r);
+/* Resident adapter bytes, the budget and the count. */
+void api_registry_adapter_stats(api_registry *r, size_t *ret_bytes,
+                                size_t *ret_budget, int *ret_n);
+
+/* POST /v1/load_lora_adapter, POST /v1/unload_lora_adapter (lora.c). */
+void api_h_v1_load_lora(api_call *c);
+void api_h_v1_unload_lora(api_call *c);
+
 /* Model and adapter names: 1-100 of [A-Za-z0-9._-], not starting with '.'
  * (so never a path, never "..", never a job's "ft:..." name). */
 bool api_model_name_valid(const char *name);

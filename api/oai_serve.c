@@ -151,12 +151,16 @@ static int parse_response_format(api_call *c, api_completion *j)
     char err[256] = "";
     int rc = api_constraint_new(rf, j->t, &k, err, sizeof(err));
     if (rc == 0) {
-        /* TODO(constrained decoding): hand k to api_serve_generate. */
-        api_constraint_free(k);
-        return unsupported(c, "response_format", "this response_format");
+        j->constraint = k;
+        return 0;
+    }
+    if (rc == -ENOMEM) {
+        api_error(c->res, 503, "out_of_memory", "out of memory", -1, NULL);
+        return -1;
     }
     api_error(c->res, 400, rc == -ENOTSUP ? "unsupported" : "invalid_parameter",
-              err, -1, "response_format");
+              err[0] ? err : "this response_format cannot be enforced", -1,
+              "response_format");
     return -1;
 }
 

@@ -19,9 +19,16 @@
  * files); if two threads load the same model at once, the first to finish
  * is cached and the other's copy dropped.
  *
- * Adapters are loaded on first use, outside the lock, cached by folder.
- * The cache is unbounded for now: an LRU under a memory budget comes with
- * multi-adapter serving.
+ * Adapters are loaded on first use, outside the lock, cached by folder:
+ * a least-recently-used set under a memory budget
+ * (api_registry_set_adapter_budget, tunad --adapter-cache-bytes). Past
+ * the budget the least recently used adapters leave the cache; requests
+ * holding one keep their reference and its memory is freed when the last
+ * of them ends (eng_adapter_unref trims the heap). An evicted adapter is
+ * read again from disk on its next use.
+ *
+ * LoRA adapters loaded by name (POST /v1/load_lora_adapter) are a table of
+ * name -> (base, folder); serving one goes through the same cache.
  */
 #include "api/models-impl.h"
 
@@ -49,7 +56,15 @@ typedef struct adapter_entry {
     char dir[1024];
     const eng_model *m;
     eng_adapter *a;
+    size_t bytes;
+    uint64_t used;           /* LRU clock */
 } adapter_entry;
+
+typedef struct lora_entry {
+    char name[128];
+    char base[128];
+    char dir[1024];
+} lora_entry;
 
 struct api_registry {
     pthread_mutex_t mu;
@@ -57,6 +72,10 @@ struct api_registry {
     int n_bases, cap_bases;
     adapter_entry *adapters;
     int n_adapters, cap_adapters;
+    size_t adapter_budget, adapter_bytes;
+    uint64_t clock;
+    lora_entry *loras;
+    int n_loras;
     char *models_dir;
 };
 
@@ -230,6 +249,7 @@ int api_registry_new(const char *embedded_dir, const char *models_dir,
     if (!r)
         return -ENOMEM;
     pthread_mutex_init(&r->mu, NULL);
+    r->adapter_budget = (size_t)1 << 30;
     int rc = 0;
     if (models_dir && !(r->models_dir = strdup(models_dir)))
         rc = -ENOMEM;
@@ -282,6 +302,7 @@ void api_registry_free(api_registry *r)
         eng_adapter_unref(r->adapters[i].a);
     free(r->bases);
     free(r->adapters);
+    free(r->loras);
     free(r->models_dir);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -422,9 +443,35 @@ static eng_adapter *find_adapter(api_registry *r, const eng_model *m,
                                  const char *dir)
 {
     for (int i = 0; i < r->n_adapters; i++)
-        if (r->adapters[i].m == m && strcmp(r->adapters[i].dir, dir) == 0)
+        if (r->adapters[i].m == m && strcmp(r->adapters[i].dir, dir) == 0) {
+            r->adapters[i].used = ++r->clock;
             return r->adapters[i].a;
+        }
     return NULL;
+}
+
+/* Drops cache entry i (holders keep their references). Lock held. */
+static void drop_adapter(api_registry *r, int i)
+{
+    r->adapter_bytes -= r->adapters[i].bytes;
+    eng_adapter_unref(r->adapters[i].a);
+    r->adapters[i] = r->adapters[--r->n_adapters];
+}
+
+/* Least recently used out until the cache fits its budget; keep stays.
+ * Lock held. */
+static void evict(api_registry *r, const eng_adapter *keep)
+{
+    while (r->adapter_bytes > r->adapter_budget) {
+        int lru = -1;
+        for (int i = 0; i < r->n_adapters; i++)
+            if (r->adapters[i].a != keep &&
+                (lru < 0 || r->adapters[i].used < r->adapters[lru].used))
+                lru = i;
+        if (lru < 0)
+            break;
+        drop_adapter(r, lru);
+    }
 }
 
 /* Caches a (takes the caller's ref); returns the cached adapter, which is a
@@ -447,6 +494,10 @@ static eng_adapter *cache_adapter(api_registry *r, const eng_model *m,
     snprintf(e->dir, sizeof(e->dir), "%s", dir);
     e->m = m;
     e->a = a;
+    e->bytes = eng_adapter_bytes(a);
+    e->used = ++r->clock;
+    r->adapter_bytes += e->bytes;
+    evict(r, a);
     return a;
 }
 
@@ -465,9 +516,17 @@ int api_registry_get_adapter(api_registry *r, eng_model *m, const char *dir,
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&r->mu);
-    a = cache_adapter(r, m, dir, loaded);
+    /* the caller's ref first: eviction may drop the cache's at once */
+    a = find_adapter(r, m, dir);
+    if (!a) {
+        eng_adapter_ref(loaded);
+        if (!(a = cache_adapter(r, m, dir, loaded)))
+            eng_adapter_unref(loaded);
+    } else {
+        eng_adapter_ref(a);
+    }
     if (a)
-        *ret = eng_adapter_ref(a);
+        *ret = a;
     pthread_mutex_unlock(&r->mu);
     if (a != loaded)
         eng_adapter_unref(loaded);
@@ -533,9 +592,104 @@ void api_registry_forget_adapter(api_registry *r, const char *dir)
 {
     pthread_mutex_lock(&r->mu);
     for (int i = 0; i < r->n_adapters; i++)
-        if (strcmp(r->adapters[i].dir, dir) == 0) {
-            eng_adapter_unref(r->adapters[i].a); /* holders keep theirs */
-            r->adapters[i--] = r->adapters[--r->n_adapters];
+        if (strcmp(r->adapters[i].dir, dir) == 0)
+            drop_adapter(r, i--); /* holders keep theirs */
+    pthread_mutex_unlock(&r->mu);
+}
+
+void api_registry_set_adapter_budget(api_registry *r, size_t bytes)
+{
+    pthread_mutex_lock(&r->mu);
+    r->adapter_budget = bytes;
+    evict(r, NULL);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void api_registry_adapter_stats(api_registry *r, size_t *ret_bytes,
+                                size_t *ret_budget, int *ret_n)
+{
+    pthread_mutex_lock(&r->mu);
+    *ret_bytes = r->adapter_bytes;
+    *ret_budget = r->adapter_budget;
+    *ret_n = r->n_adapters;
+    pthread_mutex_unlock(&r->mu);
+}
+
+int api_registry_lora_add(api_registry *r, const char *name, const char *base,
+                          const char *dir)
+{
+    int rc = 0;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n_loras && rc == 0; i++)
+        if (!strcmp(r->loras[i].name, name))
+            rc = -EEXIST;
+    if (rc == 0) {
+        lora_entry *l = realloc(r->loras,
+                                (size_t)(r->n_loras + 1) * sizeof(*l));
+        if (!l) {
+            rc = -ENOMEM;
+        } else {
+            r->loras = l;
+            l = &r->loras[r->n_loras++];
+            snprintf(l->name, sizeof(l->name), "%s", name);
+            snprintf(l->base, sizeof(l->base), "%s", base);
+            snprintf(l->dir, sizeof(l->dir), "%s", dir);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+int api_registry_lora_find(api_registry *r, const char *name, char *base,
+                           size_t blen, char *dir, size_t dlen)
+{
+    int rc = -ENOENT;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n_loras && rc; i++)
+        if (!strcmp(r->loras[i].name, name)) {
+            if (base)
+                snprintf(base, blen, "%s", r->loras[i].base);
+            if (dir)
+                snprintf(dir, dlen, "%s", r->loras[i].dir);
+            rc = 0;
         }
     pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+int api_registry_lora_remove(api_registry *r, const char *name)
+{
+    char dir[1024] = "";
+    bool shared = false;
+    int rc = -ENOENT;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n_loras && rc; i++)
+        if (!strcmp(r->loras[i].name, name)) {
+            snprintf(dir, sizeof(dir), "%s", r->loras[i].dir);
+            r->loras[i] = r->loras[--r->n_loras];
+            rc = 0;
+        }
+    for (int i = 0; i < r->n_loras; i++)
+        shared = shared || !strcmp(r->loras[i].dir, dir);
+    pthread_mutex_unlock(&r->mu);
+    if (rc == 0 && !shared)
+        api_registry_forget_adapter(r, dir);
+    return rc;
+}
+
+cJSON *api_registry_lora_json(api_registry *r)
+{
+    cJSON *arr = cJSON_CreateArray();
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n_loras; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", r->loras[i].name);
+        cJSON_AddStringToObject(o, "object", "model");
+        cJSON_AddStringToObject(o, "type", "lora");
+        cJSON_AddStringToObject(o, "base", r->loras[i].base);
+        cJSON_AddStringToObject(o, "path", r->loras[i].dir);
+        cJSON_AddItemToArray(arr, o);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return arr;
 }

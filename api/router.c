@@ -49,6 +49,10 @@ static const api_route routes[] = {
     { "GET", "/v1/models/{id}", api_h_v1_model_get, 0 },
     { "POST", "/v1/completions", api_h_v1_completions, API_BODY_JSON },
     { "POST", "/v1/chat/completions", api_h_v1_chat, API_BODY_JSON },
+    { "POST", "/v1/load_lora_adapter", api_h_v1_load_lora,
+      API_BODY_JSON | API_ADMIN },
+    { "POST", "/v1/unload_lora_adapter", api_h_v1_unload_lora,
+      API_BODY_JSON | API_ADMIN },
     { "GET", "/models", api_h_models_list, 0 },
     /* models, tokenizers, adapters in and out (models.c, tokenize.c,
      * adapter_export.c, adapters.c) */

@@ -13,6 +13,10 @@
  */
 #include "api/serve.h"
 
+#include "engine/decode.h"
+
+#include <stdatomic.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,72 +216,279 @@ static int wait_turn(api_serve *s, api_slot *slot, const api_gen_callbacks *cb)
 /* ------------------------------------------------------------------------ */
 /* Generation                                                                */
 
-typedef struct run_state {
-    api_serve *serve;
-    api_slot *slot;
-    const api_gen_callbacks *cb;
+/* One event from a sequence to the request's thread. */
+typedef enum { EV_TEXT, EV_TOKEN, EV_DONE } ev_kind;
+
+typedef struct gen_event {
+    struct gen_event *next;
+    ev_kind kind;
     int seq;
-    bool timed_out;
-} run_state;
+    eng_finish finish;
+    int prompt_tokens, completion_tokens;
+    eng_token_info info;
+    eng_token_prob top[ENG_MAX_TOP_LOGPROBS];
+    size_t len;
+    char text[];
+} gen_event;
 
-static bool on_abort(void *user)
+typedef struct gen_run gen_run;
+
+typedef struct seq_user {
+    gen_run *r;
+    int seq;
+} seq_user;
+
+struct gen_run {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    gen_event *head, *tail;
+    bool finished, oom;
+    int rc;
+    atomic_bool cancel;
+    api_sched_job job;
+    seq_user *su;
+};
+
+static void push(gen_run *r, gen_event *e)
 {
-    run_state *r = user;
-    if (past(r->slot)) {
-        r->timed_out = true;
-        return true;
+    pthread_mutex_lock(&r->mu);
+    if (!e) {
+        r->oom = true;
+    } else {
+        e->next = NULL;
+        if (r->tail)
+            r->tail->next = e;
+        else
+            r->head = e;
+        r->tail = e;
     }
-    if (r->serve) {
-        pthread_mutex_lock(&r->serve->mu);
-        bool stopping = r->serve->stopping;
-        pthread_mutex_unlock(&r->serve->mu);
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static bool ev_text(void *user, const char *text, size_t len)
+{
+    seq_user *u = user;
+    gen_event *e = malloc(sizeof(*e) + len);
+    if (e) {
+        memset(e, 0, sizeof(*e));
+        e->kind = EV_TEXT;
+        e->seq = u->seq;
+        e->len = len;
+        memcpy(e->text, text, len);
+    }
+    push(u->r, e);
+    return e != NULL;
+}
+
+static void ev_token(void *user, const eng_token_info *info)
+{
+    seq_user *u = user;
+    gen_event *e = calloc(1, sizeof(*e));
+    if (e) {
+        e->kind = EV_TOKEN;
+        e->seq = u->seq;
+        e->info = *info;
+        memcpy(e->top, info->top, (size_t)info->n_top * sizeof(*e->top));
+        e->info.top = NULL;
+    }
+    push(u->r, e);
+}
+
+static void ev_done(void *user, eng_finish finish, int prompt_tokens,
+                    int completion_tokens)
+{
+    seq_user *u = user;
+    gen_event *e = calloc(1, sizeof(*e));
+    if (e) {
+        e->kind = EV_DONE;
+        e->seq = u->seq;
+        e->finish = finish;
+        e->prompt_tokens = prompt_tokens;
+        e->completion_tokens = completion_tokens;
+    }
+    push(u->r, e);
+}
+
+static bool job_cancelled(void *user)
+{
+    gen_run *r = user;
+    return atomic_load(&r->cancel);
+}
+
+static void job_finished(void *user, int rc)
+{
+    gen_run *r = user;
+    pthread_mutex_lock(&r->mu);
+    r->finished = true;
+    r->rc = rc;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Why the request should stop now: -ETIMEDOUT, -ECANCELED or 0. */
+static int should_stop(api_serve *s, api_slot *slot,
+                       const api_gen_callbacks *cb)
+{
+    if (past(slot))
+        return -ETIMEDOUT;
+    if (s) {
+        pthread_mutex_lock(&s->mu);
+        bool stopping = s->stopping;
+        pthread_mutex_unlock(&s->mu);
         if (stopping)
-            return true;
+            return -ECANCELED;
     }
-    return r->cb->cancelled && r->cb->cancelled(r->cb->user);
+    return cb->cancelled && cb->cancelled(cb->user) ? -ECANCELED : 0;
 }
 
-static bool on_text(void *user, const char *text, size_t len)
+/* Hands the queued events to the callbacks; false when a text callback
+ * refused (the request is then cancelled). */
+static bool drain(gen_run *r, const api_gen_callbacks *cb, bool wait_ms)
 {
-    run_state *r = user;
-    return r->cb->text ? r->cb->text(r->cb->user, r->seq, text, len) : true;
+    gen_event *e;
+    bool ok = true;
+    pthread_mutex_lock(&r->mu);
+    if (wait_ms && !r->head && !r->finished) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += WAIT_POLL_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->cv, &r->mu, &until);
+    }
+    e = r->head;
+    r->head = r->tail = NULL;
+    if (r->oom)
+        ok = false;
+    pthread_mutex_unlock(&r->mu);
+    while (e) {
+        gen_event *next = e->next;
+        switch (e->kind) {
+        case EV_TEXT:
+            if (ok && cb->text && !cb->text(cb->user, e->seq, e->text, e->len))
+                ok = false;
+            /* a client that left: stop relaying (and cancel) at once */
+            if (ok && cb->cancelled && cb->cancelled(cb->user))
+                ok = false;
+            break;
+        case EV_TOKEN:
+            e->info.top = e->top;
+            if (ok && cb->token)
+                cb->token(cb->user, e->seq, &e->info);
+            break;
+        case EV_DONE:
+            if (ok && cb->done)
+                cb->done(cb->user, e->seq, e->finish, e->prompt_tokens,
+                         e->completion_tokens);
+            break;
+        }
+        free(e);
+        e = next;
+    }
+    return ok;
 }
 
-static void on_token(void *user, const eng_token_info *info)
+/* Steps the request's own sequences here (no scheduler). */
+static int run_here(gen_run *r, api_ctx *ctx, api_slot *slot,
+                    const api_gen_request *rq, const api_gen_callbacks *cb)
 {
-    run_state *r = user;
-    r->cb->token(r->cb->user, r->seq, info);
+    eng_batch *b = NULL;
+    int rc = eng_batch_new(rq->model, rq->n_seqs, &b), going = 1;
+    if (rc < 0)
+        return rc;
+    if (rq->sp.n_threads > 0)
+        eng_seq_set_threads(rq->sp.n_threads);
+    while (going > 0) {
+        if ((rc = should_stop(ctx->serve, slot, cb)) < 0)
+            break;
+        going = eng_seq_step(b, r->job.seqs, r->job.n_seqs, ENG_BATCH_CHUNK);
+        if (!drain(r, cb, false)) {
+            rc = -ECANCELED;
+            break;
+        }
+        rc = going < 0 ? going : 0;
+    }
+    eng_batch_free(b);
+    return rc;
+}
+
+/* Submits the sequences to the scheduler and relays their events until
+ * they are all done. */
+static int run_scheduled(gen_run *r, api_ctx *ctx, api_slot *slot,
+                         const api_gen_callbacks *cb)
+{
+    int rc = ctx->submit(ctx->submit_user, &r->job), why = 0;
+    if (rc < 0)
+        return rc == -ESHUTDOWN ? -ECANCELED : rc;
+    for (;;) {
+        bool ok = drain(r, cb, true);
+        pthread_mutex_lock(&r->mu);
+        bool fin = r->finished && !r->head;
+        rc = r->rc;
+        pthread_mutex_unlock(&r->mu);
+        if (fin)
+            break;
+        if (!why && (why = !ok ? -ECANCELED : should_stop(ctx->serve, slot,
+                                                           cb)) < 0)
+            atomic_store(&r->cancel, true); /* dropped before its next step */
+    }
+    drain(r, cb, false);
+    return why < 0 ? why : rc;
 }
 
 int api_serve_generate(api_ctx *ctx, api_slot *slot,
                        const api_gen_request *rq, const api_gen_callbacks *cb,
                        char *err, size_t errlen)
 {
-    run_state r = { .serve = ctx->serve, .slot = slot, .cb = cb };
-    eng_hooks h = { .abort = on_abort, .user = &r };
+    gen_run r = { .job = { .model = rq->model, .n_seqs = rq->n_seqs,
+                           .cancelled = job_cancelled,
+                           .finished = job_finished } };
     int rc = 0;
     if (!slot->admitted)
         return -EINVAL;
     if (ctx->serve && (rc = wait_turn(ctx->serve, slot, cb)) < 0)
         goto out;
-    if (rq->logprobs && cb->token)
-        h.token = on_token;
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&r.cancel, false);
+    r.job.user = &r;
+    r.job.seqs = calloc((size_t)rq->n_seqs, sizeof(*r.job.seqs));
+    r.su = calloc((size_t)rq->n_seqs, sizeof(*r.su));
+    if (!r.job.seqs || !r.su)
+        rc = -ENOMEM;
     for (int i = 0; i < rq->n_seqs && rc == 0; i++) {
-        eng_sample_params sp = rq->sp;
-        eng_generation gen = { 0 };
-        r.seq = i;
-        sp.seed = rq->seqs[i].seed;
-        rc = eng_generate_ids(rq->model, rq->adapter, rq->tok,
-                              rq->seqs[i].ids, rq->seqs[i].n_ids, &sp,
-                              on_text, &r, &h, &gen, err, errlen);
-        if (rc == 0 && cb->done)
-            cb->done(cb->user, i, gen.finish, gen.prompt_tokens,
-                     gen.completion_tokens);
-        eng_generation_done(&gen);
+        eng_seq_params p = {
+            .tok = rq->tok, .adapter = rq->adapter, .ids = rq->seqs[i].ids,
+            .n_ids = rq->seqs[i].n_ids, .sp = rq->sp,
+            .schema = rq->schema, .vocab = rq->vocab,
+            .logprobs = rq->logprobs && cb->token,
+            .text = ev_text, .token = ev_token, .done = ev_done,
+            .user = &r.su[i],
+        };
+        r.su[i] = (seq_user){ &r, i };
+        p.sp.seed = rq->seqs[i].seed;
+        rc = eng_seq_new(rq->model, &p, &r.job.seqs[i], err, errlen);
     }
+    if (rc == 0)
+        rc = ctx->submit ? run_scheduled(&r, ctx, slot, cb)
+                         : run_here(&r, ctx, slot, rq, cb);
+    for (int i = 0; r.job.seqs && i < rq->n_seqs; i++)
+        eng_seq_free(r.job.seqs[i]);
+    free(r.job.seqs);
+    free(r.su);
+    drain(&r, &(api_gen_callbacks){ 0 }, false); /* frees what is left */
+    pthread_cond_destroy(&r.cv);
+    pthread_mutex_destroy(&r.mu);
+    if (rc == -ECANCELED && err && errlen)
+        snprintf(err, errlen, "generation cancelled");
 out:
-    if (rc == -ECANCELED && r.timed_out)
-        rc = -ETIMEDOUT;
     if (rc == -ETIMEDOUT && err && errlen)
         snprintf(err, errlen, "the request took longer than the server's "
                  "request timeout");

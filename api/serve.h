@@ -14,14 +14,21 @@
  *
  * Generation. api_serve_generate runs every sequence of a request (the
  * prompts times the choices) and reports through callbacks: text pieces,
- * per-token logprobs, each sequence's end. Today the sequences of a request
- * run one after another on the calling thread; continuous batching slots in
- * behind this function (requests submitted to a batched decoder, the
- * callbacks fired from its steps) without touching the route handlers.
+ * per-token logprobs, each sequence's end. Every sequence is an eng_seq
+ * (engine/decode.h) stepped through eng_batch_eval: with api_ctx.submit
+ * the request's sequences go to the server's scheduler thread, which
+ * decodes them in one batch with every other running request on the same
+ * base (continuous batching); without it (tests) they are stepped here, on
+ * the calling thread, through the same kernels, so a request's greedy
+ * tokens are the same either way and whatever shares its batch. The
+ * scheduler thread never blocks on a client: the sequences' text, tokens
+ * and ends are queued as events and the callbacks below run on the
+ * caller's thread as it drains them.
  *
- * Cancellation. callbacks.cancelled is polled before every token (and while
- * queued); a stream whose client went away says true, the generation stops
- * within one token and its place is freed at once.
+ * Cancellation. callbacks.cancelled is polled about every 50 ms and after
+ * every batch of events (and while queued); a stream whose client went away
+ * says true, the scheduler drops the request's sequences before its next
+ * step and its place is freed at once.
  *
  * Streams. A streamed answer is produced on a thread the server lends
  * (api_ctx.spawn) and written into an api_evstream; the response's
@@ -72,6 +79,9 @@ typedef struct api_gen_request {
     const api_gen_seq *seqs;
     int n_seqs;
     bool logprobs;            /* report tokens (sp.top_logprobs alternatives) */
+    /* Structured output (api_constraint): both or neither, borrowed. */
+    const struct eng_json_schema *schema;
+    const struct eng_vocab_bytes *vocab;
 } api_gen_request;
 
 typedef struct api_gen_callbacks {

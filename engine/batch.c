@@ -282,7 +282,7 @@ static void attention_part(void *arg, int part, int n_parts)
 static void attention(fwd *f)
 {
     const eng_config *c = f->c;
-    int parts = eng_k_get_threads();
+    int parts = eng_k_pool_threads();
     double work = 0;
 
     for (int i = 0; i < f->n_segs; i++)

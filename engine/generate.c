@@ -620,3 +620,233 @@ int eng_prompt_encode(const eng_tokenizer *t, const char *text, size_t len,
     *ret_n = n;
     return 0;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Step-by-step sequences for continuous batching (decode.h)                 */
+
+#include "decode.h"
+#include "kernels.h"
+
+struct eng_seq {
+    eng_session *s;
+    const eng_tokenizer *t;
+    eng_sample_params sp;
+    int32_t *ids;
+    int n_ids, fed, pending;      /* prompt tokens evaluated / in flight */
+    int32_t prev, next;
+    cand *cands;
+    float *lg;                    /* masked logits (constraint) */
+    gen_text text;
+    uint64_t rng;
+    int completion_tokens;
+    eng_constrain *c;
+    bool logprobs, ended;
+    eng_finish finish;
+    void (*token)(void *user, const eng_token_info *info);
+    void (*done)(void *user, eng_finish finish, int prompt_tokens,
+                 int completion_tokens);
+    void *user;
+};
+
+int eng_seq_new(eng_model *m, const eng_seq_params *p, eng_seq **ret,
+                char *err, size_t errlen)
+{
+    eng_seq *q;
+    int64_t ctx;
+    int rc;
+
+    if (!m || !p || !p->tok || !ret || (!p->ids && p->n_ids) ||
+        !p->schema != !p->vocab)
+        return -EINVAL;
+    if ((rc = check_params(m, &p->sp, p->n_ids, err, errlen)))
+        return rc;
+    for (int i = 0; i < p->n_ids; i++)
+        if (p->ids[i] < 0 || p->ids[i] >= m->cfg.vocab_size) {
+            set_err(err, errlen, "prompt token out of range");
+            return -EINVAL;
+        }
+    if (!(q = calloc(1, sizeof(*q))))
+        return -ENOMEM;
+    q->t = p->tok;
+    q->sp = p->sp;
+    q->n_ids = p->n_ids;
+    q->prev = p->ids[p->n_ids - 1];
+    q->logprobs = p->logprobs && p->token;
+    q->token = p->token;
+    q->done = p->done;
+    q->user = p->user;
+    rng_seed(&q->rng, q->sp.seed);
+    q->text.sp = &q->sp;
+    q->text.cb = p->text;
+    q->text.user = p->user;
+    q->text.cap = (size_t)(q->sp.max_tokens < 4096 ? q->sp.max_tokens : 4096)
+                  * 8 + 64;
+    q->text.buf = malloc(q->text.cap);
+    q->ids = malloc((size_t)p->n_ids * sizeof(*q->ids));
+    q->cands = malloc((size_t)m->cfg.vocab_size * sizeof(*q->cands));
+    if (p->schema)
+        q->lg = malloc((size_t)m->cfg.vocab_size * sizeof(float));
+    rc = -ENOMEM;
+    if (!q->text.buf || !q->ids || !q->cands || (p->schema && !q->lg))
+        goto fail;
+    memcpy(q->ids, p->ids, (size_t)p->n_ids * sizeof(*q->ids));
+    if (p->schema &&
+        (rc = eng_constrain_new(p->schema, p->vocab, ENG_JSON_WS_NONE, &q->c)))
+        goto fail;
+    ctx = (int64_t)p->n_ids + q->sp.max_tokens;
+    if (ctx > m->cfg.max_seq_len)
+        ctx = m->cfg.max_seq_len;
+    if ((rc = eng_session_new(m, (int)ctx, 1, &q->s)))
+        goto fail;
+    if ((rc = eng_session_set_adapter(q->s, p->adapter))) {
+        set_err(err, errlen, rc == -EINVAL ? "adapter does not fit the model"
+                                           : "out of memory");
+        goto fail;
+    }
+    *ret = q;
+    return 0;
+fail:
+    if (rc == -ENOMEM)
+        set_err(err, errlen, "out of memory");
+    eng_seq_free(q);
+    return rc;
+}
+
+void eng_seq_free(eng_seq *q)
+{
+    if (!q)
+        return;
+    eng_session_free(q->s);
+    eng_constrain_free(q->c);
+    free(q->ids);
+    free(q->cands);
+    free(q->lg);
+    free(q->text.buf);
+    free(q);
+}
+
+bool eng_seq_ended(const eng_seq *q) { return q->ended; }
+eng_session *eng_seq_session(eng_seq *q) { return q->s; }
+bool eng_seq_prefilled(const eng_seq *q) { return q->fed == q->n_ids; }
+
+bool eng_seq_next(eng_seq *q, int max_rows, eng_batch_item *item)
+{
+    if (q->ended)
+        return false;
+    if (q->fed < q->n_ids) {
+        int k = q->n_ids - q->fed;
+
+        if (max_rows > 0 && k > max_rows)
+            k = max_rows;
+        *item = (eng_batch_item){ q->s, q->ids + q->fed, k };
+        q->pending = k;
+    } else {
+        *item = (eng_batch_item){ q->s, &q->next, 1 };
+        q->pending = 0;
+    }
+    return true;
+}
+
+static int seq_end(eng_seq *q, eng_finish finish)
+{
+    int rc;
+
+    if (q->text.stopped)
+        finish = ENG_FINISH_STOP;
+    if ((rc = text_flush(&q->text)))
+        return rc;
+    q->ended = true;
+    q->finish = finish;
+    if (q->done)
+        q->done(q->user, finish, q->n_ids, q->completion_tokens);
+    return 0;
+}
+
+int eng_seq_after(eng_seq *q)
+{
+    const eng_config *c = &q->s->model->cfg;
+    const float *logits, *use;
+    const char *piece;
+    int32_t next;
+    int k, rc, V = c->vocab_size;
+
+    if (q->ended)
+        return 0;
+    q->fed += q->pending;
+    q->pending = 0;
+    if (q->fed < q->n_ids)
+        return 1;
+    if (q->completion_tokens >= q->sp.max_tokens)
+        return (rc = seq_end(q, ENG_FINISH_LENGTH)) ? rc : 0;
+    use = logits = eng_session_logits(q->s);
+    if (q->c) {
+        int left = q->sp.max_tokens - q->completion_tokens;
+        int room = q->s->ctx - q->s->n_past + 1;
+
+        memcpy(q->lg, logits, (size_t)V * sizeof(float));
+        if (eng_constrain_mask(q->c, q->lg, V, left < room ? left : room) <= 0)
+            return (rc = seq_end(q, ENG_FINISH_LENGTH)) ? rc : 0;
+        use = q->lg;
+    }
+    next = sample(use, V, &q->sp, q->cands, &q->rng);
+    if (q->sp.stop_at_eos && next == q->t->eos_id)
+        return (rc = seq_end(q, ENG_FINISH_STOP)) ? rc : 0;
+    if (q->c && eng_constrain_accept(q->c, next) < 0)
+        return (rc = seq_end(q, ENG_FINISH_LENGTH)) ? rc : 0;
+    q->completion_tokens++;
+    if (q->logprobs) {
+        eng_hooks h = { .token = q->token, .user = q->user };
+
+        report_token(logits, V, next, q->prev, q->completion_tokens - 1,
+                     q->sp.top_logprobs, &h);
+    }
+    k = next < q->t->vocab_size ? eng_tokenizer_piece(q->t, q->prev, next,
+                                                      &piece)
+                                : 0;
+    if (k > 0 && (rc = text_token(&q->text, piece, k)))
+        return rc;
+    if (q->text.stopped || (q->c && eng_constrain_done(q->c)))
+        return (rc = seq_end(q, ENG_FINISH_STOP)) ? rc : 0;
+    if (q->completion_tokens == q->sp.max_tokens || q->s->n_past == q->s->ctx)
+        return (rc = seq_end(q, ENG_FINISH_LENGTH)) ? rc : 0;
+    q->prev = q->next = next;
+    return 1;
+}
+
+int eng_seq_step(eng_batch *b, eng_seq **seqs, int n, int max_rows)
+{
+    eng_batch_item stack[32], *items = stack;
+    eng_seq *who_stack[32], **who = who_stack;
+    int m = 0, going = 0, rc;
+
+    if (n > 32) {
+        items = malloc((size_t)n * sizeof(*items));
+        who = malloc((size_t)n * sizeof(*who));
+        if (!items || !who) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (eng_seq_next(seqs[i], max_rows, &items[m]))
+            who[m++] = seqs[i];
+    if (m && (rc = eng_batch_eval(b, items, m)) < 0)
+        goto out;
+    for (int i = 0; i < m; i++) {
+        if ((rc = eng_seq_after(who[i])) < 0)
+            goto out;
+        going += rc;
+    }
+    rc = going;
+out:
+    if (items != stack)
+        free(items);
+    if (who != who_stack)
+        free(who);
+    return rc;
+}
+
+void eng_seq_set_threads(int n)
+{
+    eng_k_set_pool_threads(n);
+}

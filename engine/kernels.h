@@ -59,6 +59,10 @@ void eng_k_rowmm(float *out, size_t ldo, const float *x, size_t ldx,
  * (n_parts may shrink to the helpers that could be started). */
 int eng_k_parallel(void (*fn)(void *arg, int part, int n_parts), void *arg,
                    int n_parts);
+/* Threads of eng_k_rowmm / eng_k_parallel users on the calling thread
+ * (n <= 0: follow eng_k_get_threads()). */
+void eng_k_set_pool_threads(int n);
+int eng_k_pool_threads(void);
 /* a . b over n floats in rowmm's fixed order (16 lanes, tail, fixed fold). */
 float eng_k_dot(const float *a, const float *b, int n);
 /* dx[n, in] (+)= dy[n, out] @ W[out, in]  (backward through a linear). */

@@ -25,6 +25,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -132,9 +133,15 @@ void eng_adapter_unref(eng_adapter *a)
 {
     if (!a || atomic_fetch_sub(&a->refs, 1) != 1)
         return;
+    size_t big = a->n_floats * sizeof(float);
     free(a->lora);
     free(a->data);
     free(a);
+    /* An unloaded adapter's memory goes back to the system: glibc keeps
+     * freed heap blocks (and raises its mmap threshold after freeing a
+     * mapped one), so a large free is followed by a trim. */
+    if (big >= ((size_t)1 << 20))
+        malloc_trim(0);
 }
 
 size_t eng_adapter_bytes(const eng_adapter *a)

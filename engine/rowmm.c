@@ -317,6 +317,21 @@ static void rowmm_part(void *arg, int part, int n_parts)
     rowmm_range(j, o0, o1);
 }
 
+/* Per calling thread: the parts rowmm and batch attention split into
+ * (0: OpenBLAS's process-wide count). A serving thread sets its own so a
+ * training thread's eng_k_set_threads does not change it. */
+static _Thread_local int pool_threads;
+
+void eng_k_set_pool_threads(int n)
+{
+    pool_threads = n > 0 ? n : 0;
+}
+
+int eng_k_pool_threads(void)
+{
+    return pool_threads > 0 ? pool_threads : eng_k_get_threads();
+}
+
 void eng_k_rowmm(float *out, size_t ldo, const float *x, size_t ldx,
                  const eng_tensor *W, int n, float alpha, int accumulate)
 {
@@ -326,7 +341,7 @@ void eng_k_rowmm(float *out, size_t ldo, const float *x, size_t ldx,
     if (n <= 0 || rows <= 0)
         return;
     /* Below ~64K multiply-adds a wake-up costs more than it saves. */
-    parts = (double)rows * W->cols * n < 65536.0 ? 1 : eng_k_get_threads();
+    parts = (double)rows * W->cols * n < 65536.0 ? 1 : eng_k_pool_threads();
     if (parts > rows / TW)
         parts = rows / TW > 0 ? rows / TW : 1;
     eng_k_parallel(rowmm_part, &j, parts);

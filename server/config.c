@@ -42,6 +42,8 @@ void srv_config_default(srv_config *c)
     c->limits.max_storage_bytes = (int64_t)10 << 30;
     c->limits.rate_limit_rpm = 600;
     c->limits.max_streams = 64;
+    c->adapter_cache_bytes = (size_t)1 << 30;
+    c->train_yield_ms = 1000;
 }
 
 const char *srv_config_default_embedded_dir(void)
@@ -86,6 +88,14 @@ void srv_usage_serve(FILE *f)
         "  --workers N          training workers (default: sized to the "
         "machine)\n"
         "  --threads N          compute threads in all (default: cores)\n"
+        "  --gen-threads N      threads of the generation scheduler "
+        "(default: what training leaves, 1 to 4)\n"
+        "  --train-yield-ms N   longest a training step waits while "
+        "requests run (default 1000)\n"
+        "  --adapter-cache-bytes N  memory for resident LoRA adapters, "
+        "least recently used evicted (default 1G)\n"
+        "  --lora-dirs LIST     colon-separated folders "
+        "/v1/load_lora_adapter may read (besides the data and models dirs)\n"
         "  --max-body-bytes N   largest request body, k/M/G suffixes "
         "(default 64M)\n"
         "  --max-rows N         most rows in a dataset (default 100000)\n"
@@ -195,6 +205,10 @@ const srv_option srv_config_options[] = {
     {"allow-public", true, "false"},
     {"verbose", true, "false"},
     {"webhook-secret", false, "(none)"},
+    {"gen-threads", false, "(derived)"},
+    {"train-yield-ms", false, "1000"},
+    {"adapter-cache-bytes", false, "1G"},
+    {"lora-dirs", false, "(none)"},
     {NULL, false, NULL},
 };
 
@@ -241,6 +255,17 @@ static int set_flag(srv_config *c, const char *name, const char *val)
         return parse_int(val, 1, 256, &c->workers);
     else if (!strcmp(name, "threads"))
         return parse_int(val, 1, 1024, &c->threads);
+    else if (!strcmp(name, "gen-threads"))
+        return parse_int(val, 1, 1024, &c->gen_threads_opt);
+    else if (!strcmp(name, "train-yield-ms"))
+        return parse_int(val, 1, 3600000, &c->train_yield_ms);
+    else if (!strcmp(name, "lora-dirs"))
+        c->lora_dirs = *val ? val : NULL;
+    else if (!strcmp(name, "adapter-cache-bytes")) {
+        if (parse_size(val, (unsigned long long)SIZE_MAX / 2, &u) < 0)
+            return -EINVAL;
+        c->adapter_cache_bytes = (size_t)u;
+    }
     else if (!strcmp(name, "max-connections"))
         return parse_int(val, 1, 100000, &c->max_connections);
     else if (!strcmp(name, "max-body-bytes")) {
@@ -555,6 +580,8 @@ void srv_config_finish(srv_config *c)
         c->gen_threads = 1;
     if (c->gen_threads > 4)
         c->gen_threads = 4;
+    if (c->gen_threads_opt > 0)
+        c->gen_threads = c->gen_threads_opt;
     c->threads = threads;
     if (!c->embedded_dir)
         c->embedded_dir = srv_config_default_embedded_dir();

@@ -40,6 +40,10 @@ typedef struct srv_config {
     const char *text[SRV_MAX_OPTIONS];
     api_limits limits;
     api_serve_limits serve;    /* generation admission */
+    int gen_threads_opt;       /* --gen-threads; 0 = derived */
+    size_t adapter_cache_bytes; /* resident adapters' budget (LRU) */
+    const char *lora_dirs;     /* extra folders load_lora_adapter may read */
+    int train_yield_ms;        /* longest a training step waits for requests */
     /* derived by srv_config_finish() */
     int train_threads;         /* engine threads of each training worker */
     int gen_threads;           /* engine threads of each /generate request */

@@ -25,6 +25,7 @@
 #include "server/config.h"
 #include "server/metrics.h"
 #include "server/http.h"
+#include "server/scheduler.h"
 #include "server/log.h"
 #include "server/webhooks.h"
 #include "server/workers.h"
@@ -60,6 +61,7 @@ typedef struct daemon_state {
     store *db;
     api_registry *models;
     api_serve *serve;
+    srv_sched *sched;
     api_ctx ctx;
     srv_pool *pool;
     srv_webhooks *webhooks;
@@ -411,9 +413,19 @@ static int start(daemon_state *d)
                 *err ? err : strerror(-e));
         return e;
     }
+    api_registry_set_adapter_budget(d->models, c->adapter_cache_bytes);
+    srv_sched_params sp = {
+        .threads = c->gen_threads, .yield_max_ms = c->train_yield_ms,
+    };
+    if ((e = srv_sched_start(&sp, &d->sched)) < 0) {
+        fprintf(stderr, "tunad: cannot start the generation scheduler: %s\n",
+                strerror(-e));
+        return e;
+    }
     srv_pool_params pp = {
         .db_path = d->db_path, .data_dir = c->data_dir, .models = d->models,
         .workers = c->workers, .train_threads = c->train_threads,
+        .yield = srv_sched_yield, .yield_user = d->sched,
     };
     if ((e = srv_pool_start(&pp, &d->pool, err, sizeof err)) < 0) {
         fprintf(stderr, "tunad: cannot start the workers: %s\n",
@@ -432,6 +444,8 @@ static int start(daemon_state *d)
         .gen_threads = c->gen_threads, .train_threads = c->train_threads,
         .runtime = d->runtime, .metrics = srv_metrics_write,
         .metrics_user = d->metrics,
+        .submit = srv_sched_submit, .submit_user = d->sched,
+        .lora_dirs = c->lora_dirs, .models_dir = c->models_dir,
     };
     srv_webhooks_params wp = {
         .db_path = d->db_path, .secret = c->webhook_secret, .api = &d->ctx,
@@ -465,6 +479,7 @@ static void stop(daemon_state *d)
     srv_http_stop(d->http);
     srv_webhooks_free(d->webhooks);
     srv_pool_free(d->pool);
+    srv_sched_free(d->sched); /* after the workers: they yield to it */
     api_serve_free(d->serve);
     api_registry_free(d->models);
     store_close(d->db);

@@ -130,6 +130,8 @@ bool srv_run_abort(void *user)
     run *r = user;
     if (atomic_load(r->env->stopping))
         return true;
+    if (r->env->yield)
+        r->env->yield(r->env->yield_user); /* requests first */
     double t = now_s();
     if (!r->cancel && !r->stop && !r->pause &&
         t - r->last_cancel_check >= CANCEL_POLL_S) {

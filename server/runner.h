@@ -16,6 +16,10 @@ typedef struct srv_runner_env {
     const char *data_dir;
     int n_threads;             /* engine threads for training */
     const atomic_bool *stopping; /* set on shutdown */
+    /* Called before every micro-step: waits (bounded) while interactive
+     * requests are in flight, so they go first (srv_sched_yield). */
+    void (*yield)(void *user);
+    void *yield_user;
 } srv_runner_env;
 
 /* Trains job j (already claimed: status running) and ends it as succeeded,

@@ -93,6 +93,8 @@ static void *worker_main(void *arg)
         .data_dir = p->params.data_dir,
         .n_threads = p->params.train_threads,
         .stopping = &p->stopping,
+        .yield = p->params.yield,
+        .yield_user = p->params.yield_user,
     };
     eng_set_threads(p->params.train_threads);
     while (!atomic_load(&p->stopping)) {

@@ -17,6 +17,8 @@ typedef struct srv_pool_params {
     api_registry *models;      /* borrowed until srv_pool_stop() */
     int workers;
     int train_threads;         /* engine threads of each worker */
+    void (*yield)(void *user); /* srv_runner_env.yield, may be NULL */
+    void *yield_user;
 } srv_pool_params;
 
 /* Opens the workers' store handles and starts the threads. */

@@ -346,13 +346,19 @@ def main():
     def response_format():
         base = {"model": MODEL, "max_tokens": 4,
                 "messages": [{"role": "user", "content": "JSON please"}]}
+        # enforced (tests/integration/test_structured.py: 100 seeds)
         for rf in ({"type": "json_object"},
                    {"type": "json_schema", "json_schema": {
                        "name": "x", "schema": {"type": "object"}}}):
-            e = oai_error(d.post("/v1/chat/completions",
-                                 dict(base, response_format=rf)), 400,
-                          "unsupported")
-            assert e["param"] == "response_format", e
+            r = post("/v1/chat/completions", dict(base, max_tokens=40,
+                                                  response_format=rf))
+            ch = r["choices"][0]
+            assert ch["finish_reason"] == "stop", r
+            assert isinstance(json.loads(ch["message"]["content"]), dict), r
+        e = oai_error(d.post("/v1/chat/completions", dict(
+            base, response_format={"type": "json_schema", "json_schema": {
+                "name": "x", "schema": {"$ref": "#/x"}}})), 400)
+        assert e["param"] == "response_format", e
         r = post("/v1/chat/completions", dict(base, response_format={
             "type": "text"}))
         assert r["choices"][0]["message"]["role"] == "assistant", r
