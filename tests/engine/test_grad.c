@@ -162,24 +162,75 @@ static double attn_loss(void *p)
     return dot(c->y, c->R, (size_t)c->n * c->d.n_heads * c->d.head_dim);
 }
 
-static void test_attention(void)
+/* len0, len1: the two segments; long ones span several of the kernel's
+ * causal row blocks. sample: FD entries checked (0 = all). */
+static void test_attention(int len0, int len1, size_t sample)
 {
     /* 4 query heads over 2 kv heads; two segments (a packed batch) */
-    struct attn_ctx c = {.n = 12, .segs = {{0, 5}, {5, 7}}, .d = {4, 2, 8}};
-    size_t NQ = 12 * 32, NK = 12 * 16;
+    int n = len0 + len1, T = len0 > len1 ? len0 : len1;
+    struct attn_ctx c = {.n = n, .segs = {{0, len0}, {len0, len1}},
+                         .d = {4, 2, 8}};
+    size_t NQ = (size_t)n * 32, NK = (size_t)n * 16, TT = (size_t)T * T;
+    char name[96];
     c.q = rnd(NQ, 1), c.k = rnd(NK, 1), c.v = rnd(NK, 1);
-    c.R = rnd(NQ, 1), c.y = rnd(NQ, 1), c.S = rnd(49, 1);
-    float *dq = rnd(NQ, 1), *dk = rnd(NK, 1), *dv = rnd(NK, 1), *dP = rnd(49, 1);
+    c.R = rnd(NQ, 1), c.y = rnd(NQ, 1), c.S = rnd(TT, 1);
+    float *dq = rnd(NQ, 1), *dk = rnd(NK, 1), *dv = rnd(NK, 1);
+    float *dP = rnd(TT, 1);
     tr_attn_bwd(dq, dk, dv, c.R, c.q, c.k, c.v, c.segs, 2, &c.d, c.S, dP);
-    fd_check("attention (GQA, causal) dq", attn_loss, &c, c.q, dq, NQ, 0);
-    fd_check("attention (GQA, causal) dk", attn_loss, &c, c.k, dk, NK, 0);
-    fd_check("attention (GQA, causal) dv", attn_loss, &c, c.v, dv, NK, 0);
-    /* causality: the output of token 2 does not depend on token 3's key */
-    float y0 = (attn_loss(&c), c.y[2 * 32]);
-    c.k[3 * 16] += 1.0f;
+    snprintf(name, sizeof name, "attention (GQA, causal, %d+%d) dq", len0,
+             len1);
+    fd_check(name, attn_loss, &c, c.q, dq, NQ, sample);
+    snprintf(name, sizeof name, "attention (GQA, causal, %d+%d) dk", len0,
+             len1);
+    fd_check(name, attn_loss, &c, c.k, dk, NK, sample);
+    snprintf(name, sizeof name, "attention (GQA, causal, %d+%d) dv", len0,
+             len1);
+    fd_check(name, attn_loss, &c, c.v, dv, NK, sample);
+    /* causality: no output depends on a later token's key or value */
+    for (int t = 1; t < len0; t += (len0 > 8 ? 37 : 1)) {
+        float *y0 = malloc(NQ * sizeof(float));
+        attn_loss(&c);
+        memcpy(y0, c.y, NQ * sizeof(float));
+        c.k[(size_t)t * 16] += 1.0f;
+        c.v[(size_t)t * 16 + 3] += 1.0f;
+        attn_loss(&c);
+        if (memcmp(y0, c.y, (size_t)t * 32 * sizeof(float))) {
+            printf("attention is not causal (token %d)\n", t);
+            failures++;
+        }
+        free(y0);
+    }
+    /* reference: direct softmax(q k^T / sqrt(hd)) v per row */
     attn_loss(&c);
-    if (c.y[2 * 32] != y0) {
-        printf("attention is not causal\n");
+    double err = 0.0, ref = 0.0;
+    for (int s = 0; s < 2; s++)
+        for (int h = 0; h < 4; h++)
+            for (int i = 0; i < c.segs[s].len; i++) {
+                int r = c.segs[s].start + i;
+                double sc[256], mx = -1e30, sum = 0.0;
+                for (int j = 0; j <= i; j++) {
+                    int rj = c.segs[s].start + j;
+                    double d = 0.0;
+                    for (int e = 0; e < 8; e++)
+                        d += (double)c.q[r * 32 + h * 8 + e] *
+                             c.k[rj * 16 + (h / 2) * 8 + e];
+                    sc[j] = d / sqrt(8.0);
+                    mx = sc[j] > mx ? sc[j] : mx;
+                }
+                for (int j = 0; j <= i; j++)
+                    sum += (sc[j] = exp(sc[j] - mx));
+                for (int e = 0; e < 8; e++) {
+                    double o = 0.0;
+                    for (int j = 0; j <= i; j++)
+                        o += sc[j] / sum *
+                             c.v[(c.segs[s].start + j) * 16 + (h / 2) * 8 + e];
+                    err += fabs(o - c.y[r * 32 + h * 8 + e]);
+                    ref += fabs(o);
+                }
+            }
+    if (!(err <= 1e-5 * ref)) {
+        printf("attention forward differs from the reference: %g\n",
+               err / ref);
         failures++;
     }
     free(c.q), free(c.k), free(c.v), free(c.R), free(c.y), free(c.S);
@@ -393,7 +444,8 @@ int main(void)
     test_rmsnorm();
     test_rope(0);
     test_rope(1);
-    test_attention();
+    test_attention(5, 7, 0);
+    test_attention(150, 70, 600);
     test_swiglu();
     test_ce();
     test_lora_linear(0.0f);
