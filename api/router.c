@@ -18,6 +18,7 @@
 #include "api/oai_serve.h" /* includes api-impl.h */
 #include "api/api-impl.h"
 #include "api/models-impl.h"
+#include "api/ui.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,10 @@ static const api_route routes[] = {
     { "GET", "/usage", api_h_usage, 0 },
     { "GET", "/keys", api_h_keys_list, API_ADMIN },
     { "GET", "/metrics", api_h_metrics, API_ADMIN },
+    /* the dashboard (ui.c): files built into the binary */
+    { "GET", "/", api_h_ui, API_PUBLIC },
+    { "GET", "/ui", api_h_ui, API_PUBLIC },
+    { "GET", "/ui/{id}", api_h_ui, API_PUBLIC },
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -12,14 +12,18 @@ if [ "${TUNA_TEST_DEPS:-0}" = 1 ]; then
   # Node.js may come from elsewhere (and Debian's npm conflicts with it).
   command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 fi
-# The OpenAI SDK test's npm packages (tests/js/package-lock.json), when
-# node is there; without them that test is skipped.
+# The JavaScript tests' npm packages (tests/js/package-lock.json: the
+# OpenAI SDK, and playwright-core, which drives Debian's chromium for the
+# dashboard test and never downloads a browser), when node is there;
+# without them those tests are skipped.
 npm_ci() {
   if [ "${TUNA_TEST_DEPS:-0}" = 1 ] && command -v npm >/dev/null 2>&1 &&
-     [ ! -f tests/js/node_modules/openai/package.json ]; then
+     { [ ! -f tests/js/node_modules/openai/package.json ] ||
+       [ ! -f tests/js/node_modules/playwright-core/package.json ]; }; then
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
     npm ci --prefix tests/js --no-audit --no-fund --loglevel=error ||
       echo "warning: npm ci --prefix tests/js failed; the OpenAI SDK" \
-           "test will be skipped" >&2
+           "and browser tests will be skipped" >&2
   fi
 }
 cd "$(dirname "$0")/.."

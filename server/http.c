@@ -420,6 +420,7 @@ static enum MHD_Result answer(struct MHD_Connection *c, req_state *s,
         .body_file = s->too_large ? NULL : s->file,
         .body_too_large = s->too_large,
         .request_id = s->request_id,
+        .if_none_match = header(c, MHD_HTTP_HEADER_IF_NONE_MATCH),
     };
     api_response rs;
     memset(&rs, 0, sizeof rs);

@@ -29,7 +29,7 @@ static void test_not_found_and_methods(t_env *e)
     CHECK_STR(t_header(&t, "Access-Control-Allow-Origin"), "*");
     t_resp_done(&t);
 
-    t_call(e, "GET", "/", NULL, NULL, &t);
+    t_call(e, "GET", "/nope/deeper", NULL, NULL, &t);
     CHECK_ERROR(&t, 404, "route_not_found", -1, NULL);
     t_resp_done(&t);
 
@@ -164,6 +164,85 @@ static void test_models(t_env *e)
     t_resp_done(&t);
 }
 
+/* The dashboard (ui.c): files built into the binary, at / and /ui/{name},
+ * with content types, an ETag answered by 304, and no key needed. */
+static void ui_get(t_env *e, const char *path, const char *inm,
+                   api_response *r)
+{
+    api_request req = { .method = "GET", .path = path,
+                        .if_none_match = inm };
+    memset(r, 0, sizeof(*r));
+    api_dispatch(&e->ctx, &req, r);
+}
+
+static const char *resp_header(const api_response *r, const char *name)
+{
+    for (int i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->header_names[i], name) == 0)
+            return r->header_values[i];
+    return NULL;
+}
+
+static void test_dashboard(t_env *e)
+{
+    api_response r;
+    ui_get(e, "/", NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.content_type, "text/html; charset=utf-8");
+    CHECK(r.body && strstr(r.body, "<!doctype html>") != NULL);
+    CHECK(r.body && strstr(r.body, "/ui/app.js") != NULL);
+    CHECK_STR(resp_header(&r, "Cache-Control"), "no-cache");
+    CHECK(resp_header(&r, "Content-Security-Policy") != NULL);
+    char etag[64];
+    snprintf(etag, sizeof etag, "%s",
+             resp_header(&r, "ETag") ? resp_header(&r, "ETag") : "");
+    CHECK(etag[0] == '"' && strlen(etag) == 18);
+    api_response_done(&r);
+
+    ui_get(e, "/ui/", NULL, &r);     /* trailing slash: the same page */
+    CHECK_INT(r.status, 200);
+    CHECK_STR(resp_header(&r, "ETag"), etag);
+    api_response_done(&r);
+
+    ui_get(e, "/", etag, &r);        /* revalidation */
+    CHECK_INT(r.status, 304);
+    CHECK(r.body == NULL);
+    CHECK_STR(resp_header(&r, "ETag"), etag);
+    api_response_done(&r);
+    char list[128];
+    snprintf(list, sizeof list, "\"0000\", W/%s", etag);
+    ui_get(e, "/", list, &r);
+    CHECK_INT(r.status, 304);
+    api_response_done(&r);
+    ui_get(e, "/", "\"0000000000000000\"", &r);
+    CHECK_INT(r.status, 200);
+    api_response_done(&r);
+
+    static const char *const files[][2] = {
+        { "/ui/app.js", "text/javascript; charset=utf-8" },
+        { "/ui/app.css", "text/css; charset=utf-8" },
+        { "/ui/icon.svg", "image/svg+xml" },
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        ui_get(e, files[i][0], NULL, &r);
+        CHECK_INT(r.status, 200);
+        CHECK_STR(r.content_type, files[i][1]);
+        CHECK(r.body_len > 0);
+        api_response_done(&r);
+    }
+
+    t_resp t;
+    t_call(e, "GET", "/ui/nope.js", NULL, NULL, &t);
+    CHECK_ERROR(&t, 404, "not_found", -1, NULL);
+    t_resp_done(&t);
+    t_call(e, "GET", "/ui/..%2fapi.h", NULL, NULL, &t);
+    CHECK_ERROR(&t, 404, NULL, -1, NULL);
+    t_resp_done(&t);
+    t_call(e, "POST", "/", NULL, NULL, &t);
+    CHECK_ERROR(&t, 405, "method_not_allowed", -1, NULL);
+    t_resp_done(&t);
+}
+
 int main(void)
 {
     t_env e;
@@ -174,6 +253,7 @@ int main(void)
     test_ids(&e);
     test_bodies(&e);
     test_models(&e);
+    test_dashboard(&e);
     t_env_done(&e);
     return t_finish("test_router");
 }
