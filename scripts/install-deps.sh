@@ -8,7 +8,7 @@ libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libgnutls28-dev
 sqlite3 curl"
 # Optional extras used by tests only (reference checks, browser tests).
 if [ "${TUNA_TEST_DEPS:-0}" = 1 ]; then
-  PKGS="$PKGS python3-numpy python3-torch python3-jinja2 chromium wrk"
+  PKGS="$PKGS python3-numpy python3-torch python3-jinja2 chromium wrk openssl"
   # Node.js may come from elsewhere (and Debian's npm conflicts with it).
   command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 fi
