@@ -33,6 +33,7 @@ export async function render(main) {
     const adapters = ms.filter((m) => m.type === 'adapter');
     const tuned = ms.filter((m) => m.type === 'finetuned');
     const ckpts = ms.filter((m) => m.type === 'checkpoint');
+    const loras = ms.filter((m) => m.type === 'lora');
     const playLink = (ids) => h('a', { href: `#/playground?models=${encodeURIComponent(ids.join(','))}` }, 'Try');
 
     body.append(h('section', { class: 'card', 'aria-labelledby': 'h-base' }, h('h2', { id: 'h-base' }, `Base models (${bases.length})`),
@@ -64,7 +65,7 @@ export async function render(main) {
         load();
       } catch (e) { notify(`Remove failed: ${errorText(e)}`, 'error'); }
     };
-    body.append(h('section', { class: 'card', 'aria-labelledby': 'h-adapters' }, h('h2', { id: 'h-adapters' }, `Adapters (${adapters.length})`),
+    body.append(h('section', { class: 'card', 'aria-labelledby': 'h-adapters' }, h('h2', { id: 'h-adapters' }, `Imported adapters (${adapters.length})`),
       adapters.length ? table('Adapters', ['Name', 'Base', 'Rank', 'Alpha', 'Added', ''],
         adapters.map((m) => h('tr', {},
           h('th', { scope: 'row', 'data-label': 'Name' }, m.id),
@@ -72,12 +73,24 @@ export async function render(main) {
           h('td', { 'data-label': 'Rank', class: 'num' }, m.rank ?? '—'),
           h('td', { 'data-label': 'Alpha', class: 'num' }, m.alpha ?? '—'),
           h('td', { 'data-label': 'Added' }, fmtTime(m.created_at)),
-          h('td', { class: 'row' }, playLink([m.base, m.id].filter(Boolean)),
-            canUnload ? h('button', { type: 'button', onclick: () => unload(m.id) }, 'Unload') : null,
-            h('button', { type: 'button', class: 'btn-danger', onclick: () => remove(m.id) }, 'Remove')))))
+          h('td', {}, h('div', { class: 'row' }, playLink([m.base, m.id].filter(Boolean)),
+            h('button', { type: 'button', class: 'btn-danger', onclick: () => remove(m.id) }, 'Remove'))))))
         : h('p', { class: 'muted' }, 'No adapters imported. Import a PEFT adapter below.'),
-      importForm(bases, load),
-      canLoad ? loadForm(bases, load) : null));
+      importForm(bases, load)));
+
+    if (canLoad || loras.length) {
+      body.append(h('section', { class: 'card', 'aria-labelledby': 'h-loras', id: 'loras' }, h('h2', { id: 'h-loras' }, `Loaded LoRA adapters (${loras.length})`),
+        h('p', { class: 'muted small' }, 'Adapter folders on the server (under the data dir, the models dir or --lora-dirs) loaded by name into memory; admin keys only.'),
+        loras.length ? table('Loaded LoRA adapters', ['Name', 'Base', 'Path', ''],
+          loras.map((m) => h('tr', { dataset: { lora: m.id } },
+            h('th', { scope: 'row', 'data-label': 'Name' }, m.id),
+            h('td', { 'data-label': 'Base' }, m.base || '—'),
+            h('td', { 'data-label': 'Path', class: 'mono small' }, m.path || '—'),
+            h('td', {}, h('div', { class: 'row' }, playLink([m.base, m.id].filter(Boolean)),
+              canUnload ? h('button', { type: 'button', onclick: () => unload(m.id) }, `Unload ${m.id}`) : null)))))
+          : h('p', { class: 'muted' }, 'None loaded.'),
+        canLoad ? loadForm(bases, load) : null));
+    }
 
     body.append(h('section', { class: 'card', 'aria-labelledby': 'h-tuned' }, h('h2', { id: 'h-tuned' }, `Tuned models (${tuned.length})`),
       tuned.length ? table('Tuned models', ['Model', 'Base', 'Job', 'Created', ''],
@@ -86,10 +99,10 @@ export async function render(main) {
           h('td', { 'data-label': 'Base' }, m.base),
           h('td', { 'data-label': 'Job' }, m.job ? h('a', { href: `#/jobs/${m.job}`, class: 'mono small' }, m.job) : '—'),
           h('td', { 'data-label': 'Created' }, fmtTime(m.created_at)),
-          h('td', { class: 'row' }, playLink([m.base, m.id]),
+          h('td', {}, h('div', { class: 'row' }, playLink([m.base, m.id]),
             m.job ? h('button', { type: 'button', onclick: async () => {
               try { notify(`Downloaded ${await download(`/jobs/${m.job}/adapter?format=peft`, `${m.job}-peft.tar`)}.`); } catch (e) { notify(errorText(e), 'error'); }
-            } }, 'Download') : null))))
+            } }, 'Download') : null)))))
         : h('p', { class: 'muted' }, 'None yet: ', h('a', { href: '#/new' }, 'start a job'), '.')));
 
     if (ckpts.length) {
@@ -145,18 +158,21 @@ function importForm(bases, reload) {
 }
 
 function loadForm(bases, reload) {
-  const name = h('input', { type: 'text', required: true, autocomplete: 'off' });
-  const path = h('input', { type: 'text', required: true, placeholder: '/path/on/the/server/adapter', autocomplete: 'off' });
+  const name = h('input', { type: 'text', required: true, autocomplete: 'off', id: 'lora-name' });
+  const path = h('input', { type: 'text', required: true, placeholder: '/path/on/the/server/adapter', autocomplete: 'off', id: 'lora-path' });
+  const base = baseSelect(bases, true);
   const out = h('p', { 'aria-live': 'polite' });
   const form = h('form', { class: 'inline-form' },
-    h('h3', {}, 'Load an adapter from the server'),
-    h('div', { class: 'fields' }, field('Name', name).wrap, field('Path on the server', path).wrap),
-    h('button', { type: 'submit' }, 'Load'), out);
+    h('h3', {}, 'Load an adapter folder'),
+    h('div', { class: 'fields' }, field('Name', name).wrap, field('Folder on the server', path).wrap, field('Base model', base).wrap),
+    h('button', { type: 'submit', id: 'btn-load-lora' }, 'Load'), out);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     out.textContent = 'Loading…';
     try {
-      await post('/v1/load_lora_adapter', { lora_name: name.value.trim(), lora_path: path.value.trim() });
+      const req = { lora_name: name.value.trim(), lora_path: path.value.trim() };
+      if (base.value) req.base_model = base.value;
+      await post('/v1/load_lora_adapter', req);
       notify(`Loaded ${name.value.trim()}.`);
       reload();
     } catch (err) { out.textContent = errorText(err); out.className = 'error'; }

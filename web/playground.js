@@ -7,7 +7,7 @@ import { get } from './api.js';
 import { postStream } from './sse.js';
 import { h, clear, field, errorText, fmtNum } from './util.js';
 
-const GROUPS = [['base', 'Base models'], ['finetuned', 'Tuned models'], ['checkpoint', 'Checkpoints'], ['adapter', 'Adapters']];
+const GROUPS = [['base', 'Base models'], ['finetuned', 'Tuned models'], ['checkpoint', 'Checkpoints'], ['adapter', 'Imported adapters'], ['lora', 'Loaded LoRA adapters']];
 
 export async function render(main, _params, query) {
   const prompt = h('textarea', { id: 'prompt', rows: 4, placeholder: 'Once upon a time' }, '');

@@ -168,6 +168,7 @@ try {
     assert.match(await page.locator('#events').innerText(), /succeeded|Job/i);
     assert.ok(await page.locator('#btn-download').isVisible());
     assert.ok(await page.locator('#btn-cancel').isHidden());
+    assert.doesNotMatch(await page.locator('main').innerText(), /\bundefined\b|\bNaN\b|\bnull\b|\[object /);
     await page.evaluate(() => window.scrollTo(0, 0));
     await shot('dashboard.png');
     await shot('job.png', { fullPage: true });
@@ -242,7 +243,64 @@ try {
     await page.getByRole('heading', { level: 2, name: /Tuned models \(1\)/ }).waitFor();
     assert.match(await page.locator('main').innerText(), /stories260K/);
     assert.match(await page.locator('main').innerText(), new RegExp(jobId));
+  });
+
+  await step('models page: load a LoRA adapter folder by name, use it, unload it', async () => {
+    const dir = path.join(process.env.TUNA_DATA_DIR, 'jobs', jobId, 'adapter');
+    assert.ok(fs.existsSync(path.join(dir, 'adapter_config.json')), dir);
+    await page.fill('#lora-name', 'zog-live');
+    await page.fill('#lora-path', dir);
+    await page.click('#btn-load-lora');
+    const row = page.locator('#loras tr[data-lora="zog-live"]');
+    await row.waitFor();
+    assert.match(await row.innerText(), /stories260K/);
+    const gen = await api('POST', '/generate', JSON.stringify({ model: 'zog-live', prompt: 'Once upon a time', max_tokens: 24, temperature: 0 }),
+      { 'Content-Type': 'application/json' });
+    assert.equal(gen.status, 200);
+    assert.match(gen.json.text, /Zog|dragon/);
     await shot('models.png', { fullPage: true });
+    await row.getByRole('button', { name: 'Unload zog-live' }).click();
+    await row.waitFor({ state: 'detached' });
+    assert.equal((await api('POST', '/generate', JSON.stringify({ model: 'zog-live', prompt: 'x' }),
+      { 'Content-Type': 'application/json' })).status, 404);
+  });
+
+  await step('controls: cancel a queued job; pause, resume, stop and save a running one', async () => {
+    page.on('dialog', (d) => d.accept()); // the confirm() of stop and cancel
+    const body = fs.readFileSync(process.env.TUNA_DATASET);
+    const mk = async (sfx) => {
+      const r = await api('POST', `/jobs?epochs=60&suffix=${sfx}`, body, { 'Content-Type': 'application/x-ndjson' });
+      assert.equal(r.status, 201, JSON.stringify(r.json));
+      return r.json.id;
+    };
+    const long = await mk('long');
+    const queued = await mk('queued');
+    await page.goto(`${url}/#/jobs/${queued}`);
+    await page.locator('#job-status', { hasText: 'queued' }).waitFor();
+    assert.ok(await page.locator('#btn-stop').isHidden(), 'a queued job cannot be stopped');
+    await page.click('#btn-cancel');
+    await page.locator('#job-status', { hasText: 'cancelled' }).waitFor();
+    assert.ok(await page.locator('#btn-cancel').isHidden());
+
+    await page.goto(`${url}/#/jobs/${long}`);
+    await page.locator('#job-status', { hasText: 'running' }).waitFor();
+    await page.waitForFunction(() => Number(document.querySelector('svg.chart')?.dataset.trainPoints) > 2);
+    assert.match(await page.locator('#stat-eta').innerText(), /s$|min$/);
+    await shot('job-running.png');
+    await page.click('#btn-pause');
+    await page.locator('#job-status', { hasText: 'paused' }).waitFor();
+    await page.locator('#btn-resume').waitFor();
+    const atPause = Number(await page.locator('svg.chart').getAttribute('data-train-points'));
+    await page.click('#btn-resume');
+    await page.locator('#job-status', { hasText: 'running' }).waitFor();
+    await page.waitForFunction((n) => Number(document.querySelector('svg.chart').dataset.trainPoints) > n + 2, atPause);
+    await page.click('#btn-stop');
+    await page.locator('#job-status', { hasText: 'succeeded' }).waitFor();
+    await page.locator('.note', { hasText: 'stopped by request' }).waitFor();
+    const j = (await api('GET', `/jobs/${long}`)).json;
+    assert.equal(j.status, 'succeeded');
+    assert.ok(j.progress.step < j.progress.total_steps);
+    assert.match(await page.locator('#events').innerText(), /paused|pause/i);
   });
 
   await step('phone-sized layout', async () => {
