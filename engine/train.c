@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -347,20 +348,28 @@ static void layout_buffers(eng_trainer *t, carve *c)
     t->dh = TAKE_F(c, N * H);
     t->dg = TAKE_F(c, N * H);
     t->du = TAKE_F(c, N * H);
+    t->drop_w = wmax;
     t->drop = t->p.lora_dropout > 0 ? TAKE_F(c, N * wmax) : NULL;
     t->dr = TAKE_F(c, N * (r ? r : 1));
-    t->S = TAKE_F(c, T * T);
-    t->dP = TAKE_F(c, T * T);
     t->rope_cs = TAKE_F(c, T * (size_t)k->head_dim);
-    /* LM-head chunk: about 8 Mi logits (32 MiB), at least one row; fewer
-     * rows per GEMM start to cost BLAS efficiency at vocab 50k */
-    size_t C = ((size_t)1 << 23) / V;
+    /* LM-head chunks: about 8 Mi logits (32 MiB) in all, shared out among
+     * the workers, at least one row each; fewer rows per GEMM start to
+     * cost BLAS efficiency at vocab 50k */
+    size_t C = ((size_t)1 << 23) / V / (size_t)t->n_ws;
     C = C < 1 ? 1 : C > N ? N : C;
-    t->ce.chunk = (int)C;
-    t->ce.logits = TAKE_F(c, C * V);
-    t->ce.xc = TAKE_F(c, C * D);
-    t->ce.dxc = TAKE_F(c, C * D);
-    t->ce.rows = take(c, sizeof(int) * C);
+    for (int w = 0; w < t->n_ws; w++) {
+        tr_ws *ws = &t->ws[w];
+        ws->t = t;
+        ws->S = TAKE_F(c, T * T);
+        ws->dP = TAKE_F(c, T * T);
+        ws->segs = take(c, sizeof(tr_seg) * N);
+        ws->ce.chunk = (int)C;
+        ws->ce.logits = TAKE_F(c, C * V);
+        ws->ce.xc = TAKE_F(c, C * D);
+        ws->ce.dxc = TAKE_F(c, C * D);
+        ws->ce.rows = take(c, sizeof(int) * C);
+        ws->grad = w ? TAKE_F(c, t->n_param) : t->grad;
+    }
     t->b_ids = take(c, sizeof(int32_t) * N);
     t->b_tgt = take(c, sizeof(int32_t) * N);
     t->b_pos = take(c, sizeof(int) * N);
@@ -370,6 +379,12 @@ static void layout_buffers(eng_trainer *t, carve *c)
 static int alloc_buffers(eng_trainer *t)
 {
     carve c = {0};
+    /* LoRA gradients are small enough to keep one block per worker; full
+     * finetuning runs whole micro-batches on BLAS's threads */
+    t->n_ws = 1;
+    if (!t->p.full_finetune && t->p.n_threads > 1 &&
+        (t->p.batch_size > 1 || t->p.packing))
+        t->n_ws = t->p.n_threads < TR_MAX_WS ? t->p.n_threads : TR_MAX_WS;
     t->x = calloc((size_t)t->c.n_layers + 1, sizeof(*t->x));
     t->act = calloc((size_t)t->c.n_layers, sizeof(*t->act));
     if (!t->x || !t->act)
@@ -382,7 +397,8 @@ static int alloc_buffers(eng_trainer *t)
     c.base = (char *)(((uintptr_t)t->block + 63) & ~(uintptr_t)63);
     c.off = 0;
     layout_buffers(t, &c);
-    t->ce.E = &t->m->lm_head;
+    for (int w = 0; w < t->n_ws; w++)
+        t->ws[w].ce.E = &t->m->lm_head;
     eng_k_rope_table(t->rope_cs, t->p.max_seq_len, t->c.head_dim,
                      t->m->rope_inv_freq);
     return 0;
@@ -431,9 +447,10 @@ int tr_batch_build(eng_trainer *t, const eng_example *ex, int n,
 /* ------------------------------------------------------------------------ */
 /* Forward and backward                                                      */
 
-static tr_lin make_lin(const eng_trainer *t, int l, int tt, const tr_batch *b,
-                       int want_grad)
+static tr_lin make_lin(const tr_ws *w, int l, int tt, int want_grad)
 {
+    const eng_trainer *t = w->t;
+    const tr_batch *b = &w->b;
     eng_layer *L = &t->m->layers[l];
     tr_lin lin = {.W = eng_layer_target(L, tt)};
     if (t->c.qkv_bias && tt <= ENG_T_V) {
@@ -451,138 +468,276 @@ static tr_lin make_lin(const eng_trainer *t, int l, int tt, const tr_batch *b,
         lin.scale = t->ad->scale;
         /* dropout only in training micro-batches (drop_seed != 0) */
         lin.dropout = b->drop_seed ? t->p.lora_dropout : 0.0f;
-        lin.drop_seed = eng_mix64(b->drop_seed ^ (uint64_t)(l * 8 + tt + 1));
+        /* the mask of element i of the whole micro-batch is hashed from
+         * drop_seed + i: a slice starting at row r0 starts at r0 * in */
+        lin.drop_seed = eng_mix64(b->drop_seed ^ (uint64_t)(l * 8 + tt + 1)) +
+                        (uint64_t)w->r0 * (uint64_t)lin.W->cols;
         if (want_grad) {
-            lin.dA = t->grad + (lo->A - t->ad->data);
-            lin.dB = t->grad + (lo->B - t->ad->data);
+            lin.dA = w->grad + (lo->A - t->ad->data);
+            lin.dB = w->grad + (lo->B - t->ad->data);
         }
     }
     return lin;
 }
 
-static void layer_fwd(eng_trainer *t, int l, const tr_batch *b)
+/* Row pointers of a worker's slice. */
+#define ROWS(p, width) ((p) + (size_t)w->r0 * (size_t)(width))
+
+/* Layer l's saved activations, at the worker's rows. */
+static tr_act act_rows(const tr_ws *w, int l)
 {
-    const eng_config *c = &t->c;
-    eng_layer *L = &t->m->layers[l];
-    tr_act *a = &t->act[l];
-    int N = b->n, D = c->dim;
-    tr_attn_dims dims = {c->n_heads, c->n_kv_heads, c->head_dim};
-    const float *x = t->x[l];
-    float *y = t->x[l + 1];
-    tr_lin lin;
-
-    eng_k_rmsnorm(t->xn, x, &L->attn_norm, N, D, c->norm_eps, a->rs1);
-    lin = make_lin(t, l, ENG_T_Q, b, 0);
-    tr_lin_fwd(&lin, a->q, t->xn, N, a->lu[ENG_T_Q], t->drop);
-    lin = make_lin(t, l, ENG_T_K, b, 0);
-    tr_lin_fwd(&lin, a->k, t->xn, N, a->lu[ENG_T_K], t->drop);
-    lin = make_lin(t, l, ENG_T_V, b, 0);
-    tr_lin_fwd(&lin, a->v, t->xn, N, a->lu[ENG_T_V], t->drop);
-    eng_k_rope_cs(a->q, N, c->n_heads, c->head_dim, b->pos, t->rope_cs,
-                  c->rope_style, 0);
-    eng_k_rope_cs(a->k, N, c->n_kv_heads, c->head_dim, b->pos, t->rope_cs,
-                  c->rope_style, 0);
-    tr_attn_fwd(a->att, a->q, a->k, a->v, b->segs, b->n_segs, &dims, t->S);
-    lin = make_lin(t, l, ENG_T_O, b, 0);
-    tr_lin_fwd(&lin, a->xm, a->att, N, a->lu[ENG_T_O], t->drop);
-    for (size_t i = 0; i < (size_t)N * D; i++)
-        a->xm[i] += x[i];                                   /* residual */
-
-    eng_k_rmsnorm(t->xn, a->xm, &L->ffn_norm, N, D, c->norm_eps, a->rs2);
-    lin = make_lin(t, l, ENG_T_GATE, b, 0);
-    tr_lin_fwd(&lin, a->g, t->xn, N, a->lu[ENG_T_GATE], t->drop);
-    lin = make_lin(t, l, ENG_T_UP, b, 0);
-    tr_lin_fwd(&lin, a->u, t->xn, N, a->lu[ENG_T_UP], t->drop);
-    eng_k_swiglu(t->h, a->g, a->u, (size_t)N * c->hidden_dim);
-    lin = make_lin(t, l, ENG_T_DOWN, b, 0);
-    tr_lin_fwd(&lin, y, t->h, N, a->lu[ENG_T_DOWN], t->drop);
-    for (size_t i = 0; i < (size_t)N * D; i++)
-        y[i] += a->xm[i];                                   /* residual */
+    const eng_config *c = &w->t->c;
+    const tr_act *a = &w->t->act[l];
+    int Q = c->n_heads * c->head_dim, KV = c->n_kv_heads * c->head_dim;
+    int r = w->t->ad ? w->t->ad->rank : 0;
+    tr_act s = {
+        ROWS(a->rs1, 1), ROWS(a->rs2, 1), ROWS(a->q, Q), ROWS(a->att, Q),
+        ROWS(a->k, KV), ROWS(a->v, KV), ROWS(a->xm, c->dim),
+        ROWS(a->g, c->hidden_dim), ROWS(a->u, c->hidden_dim), {0},
+    };
+    for (int tt = 0; tt < ENG_T_COUNT; tt++)
+        s.lu[tt] = a->lu[tt] ? ROWS(a->lu[tt], r) : NULL;
+    return s;
 }
 
-/* On entry t->dres = dL/dx[l+1]; on return dL/dx[l]. */
-static void layer_bwd(eng_trainer *t, int l, const tr_batch *b)
+static void layer_fwd(tr_ws *w, int l)
 {
+    eng_trainer *t = w->t;
+    const tr_batch *b = &w->b;
     const eng_config *c = &t->c;
     eng_layer *L = &t->m->layers[l];
-    tr_act *a = &t->act[l];
+    tr_act a = act_rows(w, l);
     int N = b->n, D = c->dim;
-    size_t NH = (size_t)N * c->hidden_dim;
     tr_attn_dims dims = {c->n_heads, c->n_kv_heads, c->head_dim};
+    const float *x = ROWS(t->x[l], D);
+    float *y = ROWS(t->x[l + 1], D), *xn = ROWS(t->xn, D);
+    float *h = ROWS(t->h, c->hidden_dim);
+    float *drop = t->drop ? ROWS(t->drop, t->drop_w) : NULL;
+    tr_lin lin;
+
+    eng_k_rmsnorm(xn, x, &L->attn_norm, N, D, c->norm_eps, a.rs1);
+    lin = make_lin(w, l, ENG_T_Q, 0);
+    tr_lin_fwd(&lin, a.q, xn, N, a.lu[ENG_T_Q], drop);
+    lin = make_lin(w, l, ENG_T_K, 0);
+    tr_lin_fwd(&lin, a.k, xn, N, a.lu[ENG_T_K], drop);
+    lin = make_lin(w, l, ENG_T_V, 0);
+    tr_lin_fwd(&lin, a.v, xn, N, a.lu[ENG_T_V], drop);
+    eng_k_rope_cs(a.q, N, c->n_heads, c->head_dim, b->pos, t->rope_cs,
+                  c->rope_style, 0);
+    eng_k_rope_cs(a.k, N, c->n_kv_heads, c->head_dim, b->pos, t->rope_cs,
+                  c->rope_style, 0);
+    tr_attn_fwd(a.att, a.q, a.k, a.v, b->segs, b->n_segs, &dims, w->S);
+    lin = make_lin(w, l, ENG_T_O, 0);
+    tr_lin_fwd(&lin, a.xm, a.att, N, a.lu[ENG_T_O], drop);
+    for (size_t i = 0; i < (size_t)N * D; i++)
+        a.xm[i] += x[i];                                    /* residual */
+
+    eng_k_rmsnorm(xn, a.xm, &L->ffn_norm, N, D, c->norm_eps, a.rs2);
+    lin = make_lin(w, l, ENG_T_GATE, 0);
+    tr_lin_fwd(&lin, a.g, xn, N, a.lu[ENG_T_GATE], drop);
+    lin = make_lin(w, l, ENG_T_UP, 0);
+    tr_lin_fwd(&lin, a.u, xn, N, a.lu[ENG_T_UP], drop);
+    eng_k_swiglu(h, a.g, a.u, (size_t)N * c->hidden_dim);
+    lin = make_lin(w, l, ENG_T_DOWN, 0);
+    tr_lin_fwd(&lin, y, h, N, a.lu[ENG_T_DOWN], drop);
+    for (size_t i = 0; i < (size_t)N * D; i++)
+        y[i] += a.xm[i];                                    /* residual */
+}
+
+/* On entry dres = dL/dx[l+1]; on return dL/dx[l]. With LoRA the gradient
+ * below layer 0's q, k and v projections reaches no parameter, so layer 0
+ * skips it (dX of those three and the first norm's backward). */
+static void layer_bwd(tr_ws *w, int l)
+{
+    eng_trainer *t = w->t;
+    const tr_batch *b = &w->b;
+    const eng_config *c = &t->c;
+    eng_layer *L = &t->m->layers[l];
+    tr_act a = act_rows(w, l);
+    int N = b->n, D = c->dim, H = c->hidden_dim;
+    int Q = c->n_heads * c->head_dim, KV = c->n_kv_heads * c->head_dim;
+    size_t NH = (size_t)N * H;
+    tr_attn_dims dims = {c->n_heads, c->n_kv_heads, c->head_dim};
+    float *xn = ROWS(t->xn, D), *h = ROWS(t->h, H), *dres = ROWS(t->dres, D);
+    float *dxn = ROWS(t->dxn, D), *dh = ROWS(t->dh, H), *dg = ROWS(t->dg, H);
+    float *du = ROWS(t->du, H), *datt = ROWS(t->datt, Q);
+    float *dq = ROWS(t->dq, Q), *dk = ROWS(t->dk, KV), *dv = ROWS(t->dv, KV);
+    float *drop = t->drop ? ROWS(t->drop, t->drop_w) : NULL;
+    float *dr = ROWS(t->dr, t->ad ? t->ad->rank : 1);
+    const float *x = ROWS(t->x[l], D);
+    int need_dx = l > 0 || t->p.full_finetune;
     tr_lin lin;
 
     /* MLP: recompute h and the normalized input, then back through them */
-    eng_k_swiglu(t->h, a->g, a->u, NH);
-    lin = make_lin(t, l, ENG_T_DOWN, b, 1);
-    tr_lin_bwd(&lin, t->dh, t->dres, t->h, a->lu[ENG_T_DOWN], N, 0, t->drop,
-               t->dr);
-    tr_swiglu_bwd(t->dg, t->du, t->dh, a->g, a->u, NH);
-    eng_k_rmsnorm(t->xn, a->xm, &L->ffn_norm, N, D, c->norm_eps, NULL);
-    lin = make_lin(t, l, ENG_T_GATE, b, 1);
-    tr_lin_bwd(&lin, t->dxn, t->dg, t->xn, a->lu[ENG_T_GATE], N, 0, t->drop,
-               t->dr);
-    lin = make_lin(t, l, ENG_T_UP, b, 1);
-    tr_lin_bwd(&lin, t->dxn, t->du, t->xn, a->lu[ENG_T_UP], N, 1, t->drop,
-               t->dr);
-    tr_rmsnorm_bwd(t->dres, t->dxn, a->xm, a->rs2, &L->ffn_norm,
+    eng_k_swiglu(h, a.g, a.u, NH);
+    lin = make_lin(w, l, ENG_T_DOWN, 1);
+    tr_lin_bwd(&lin, dh, dres, h, a.lu[ENG_T_DOWN], N, 0, drop, dr);
+    tr_swiglu_bwd(dg, du, dh, a.g, a.u, NH);
+    eng_k_rmsnorm(xn, a.xm, &L->ffn_norm, N, D, c->norm_eps, NULL);
+    lin = make_lin(w, l, ENG_T_GATE, 1);
+    tr_lin_bwd(&lin, dxn, dg, xn, a.lu[ENG_T_GATE], N, 0, drop, dr);
+    lin = make_lin(w, l, ENG_T_UP, 1);
+    tr_lin_bwd(&lin, dxn, du, xn, a.lu[ENG_T_UP], N, 1, drop, dr);
+    tr_rmsnorm_bwd(dres, dxn, a.xm, a.rs2, &L->ffn_norm,
                    grad_of(t, &L->ffn_norm), N, D, 1);
 
     /* attention */
-    lin = make_lin(t, l, ENG_T_O, b, 1);
-    tr_lin_bwd(&lin, t->datt, t->dres, a->att, a->lu[ENG_T_O], N, 0, t->drop,
-               t->dr);
-    tr_attn_bwd(t->dq, t->dk, t->dv, t->datt, a->q, a->k, a->v, b->segs,
-                b->n_segs, &dims, t->S, t->dP);
-    eng_k_rope_cs(t->dq, N, c->n_heads, c->head_dim, b->pos, t->rope_cs,
+    lin = make_lin(w, l, ENG_T_O, 1);
+    tr_lin_bwd(&lin, datt, dres, a.att, a.lu[ENG_T_O], N, 0, drop, dr);
+    tr_attn_bwd(dq, dk, dv, datt, a.q, a.k, a.v, b->segs, b->n_segs, &dims,
+                w->S, w->dP);
+    eng_k_rope_cs(dq, N, c->n_heads, c->head_dim, b->pos, t->rope_cs,
                   c->rope_style, 1);
-    eng_k_rope_cs(t->dk, N, c->n_kv_heads, c->head_dim, b->pos, t->rope_cs,
+    eng_k_rope_cs(dk, N, c->n_kv_heads, c->head_dim, b->pos, t->rope_cs,
                   c->rope_style, 1);
-    eng_k_rmsnorm(t->xn, t->x[l], &L->attn_norm, N, D, c->norm_eps, NULL);
-    lin = make_lin(t, l, ENG_T_Q, b, 1);
-    tr_lin_bwd(&lin, t->dxn, t->dq, t->xn, a->lu[ENG_T_Q], N, 0, t->drop,
-               t->dr);
-    lin = make_lin(t, l, ENG_T_K, b, 1);
-    tr_lin_bwd(&lin, t->dxn, t->dk, t->xn, a->lu[ENG_T_K], N, 1, t->drop,
-               t->dr);
-    lin = make_lin(t, l, ENG_T_V, b, 1);
-    tr_lin_bwd(&lin, t->dxn, t->dv, t->xn, a->lu[ENG_T_V], N, 1, t->drop,
-               t->dr);
-    tr_rmsnorm_bwd(t->dres, t->dxn, t->x[l], a->rs1, &L->attn_norm,
-                   grad_of(t, &L->attn_norm), N, D, 1);
+    eng_k_rmsnorm(xn, x, &L->attn_norm, N, D, c->norm_eps, NULL);
+    lin = make_lin(w, l, ENG_T_Q, 1);
+    tr_lin_bwd(&lin, need_dx ? dxn : NULL, dq, xn, a.lu[ENG_T_Q], N, 0, drop,
+               dr);
+    lin = make_lin(w, l, ENG_T_K, 1);
+    tr_lin_bwd(&lin, need_dx ? dxn : NULL, dk, xn, a.lu[ENG_T_K], N, 1, drop,
+               dr);
+    lin = make_lin(w, l, ENG_T_V, 1);
+    tr_lin_bwd(&lin, need_dx ? dxn : NULL, dv, xn, a.lu[ENG_T_V], N, 1, drop,
+               dr);
+    if (need_dx)
+        tr_rmsnorm_bwd(dres, dxn, x, a.rs1, &L->attn_norm,
+                       grad_of(t, &L->attn_norm), N, D, 1);
 }
 
-int tr_forward_backward(eng_trainer *t, const tr_batch *b, int want_grad,
-                        double *ret_loss, int *ret_correct)
+/* The whole forward (and backward) of one worker's rows. */
+static void ws_run(tr_ws *w)
 {
+    eng_trainer *t = w->t;
+    const tr_batch *b = &w->b;
     const eng_config *c = &t->c;
     int N = b->n, D = c->dim, Ln = c->n_layers;
-    if (N <= 0) {
-        *ret_loss = 0.0;
-        *ret_correct = 0;
-        return 0;
-    }
+    float *xn = ROWS(t->xn, D), *dxn = ROWS(t->dxn, D);
     for (int r = 0; r < N; r++)                             /* embedding */
-        eng_k_row_f32(&t->m->tok_emb, b->ids[r], t->x[0] + (size_t)r * D);
+        eng_k_row_f32(&t->m->tok_emb, b->ids[r],
+                      ROWS(t->x[0], D) + (size_t)r * D);
     for (int l = 0; l < Ln; l++)
-        layer_fwd(t, l, b);
-    eng_k_rmsnorm(t->xn, t->x[Ln], &t->m->final_norm, N, D, c->norm_eps,
-                  t->rsf);
-    t->ce.dE = want_grad ? grad_of(t, &t->m->lm_head) : NULL;
-    tr_ce_run(&t->ce, t->xn, want_grad ? t->dxn : NULL, b->tgt, N,
-              b->loss_scale, ret_loss, ret_correct);
-    if (!want_grad)
-        return 0;
-    tr_rmsnorm_bwd(t->dres, t->dxn, t->x[Ln], t->rsf, &t->m->final_norm,
+        layer_fwd(w, l);
+    eng_k_rmsnorm(xn, ROWS(t->x[Ln], D), &t->m->final_norm, N, D,
+                  c->norm_eps, ROWS(t->rsf, 1));
+    w->ce.dE = w->want_grad ? grad_of(t, &t->m->lm_head) : NULL;
+    tr_ce_run(&w->ce, xn, w->want_grad ? dxn : NULL, b->tgt, N,
+              b->loss_scale, &w->loss, &w->correct);
+    if (!w->want_grad)
+        return;
+    tr_rmsnorm_bwd(ROWS(t->dres, D), dxn, ROWS(t->x[Ln], D),
+                   ROWS(t->rsf, 1), &t->m->final_norm,
                    grad_of(t, &t->m->final_norm), N, D, 0);
     for (int l = Ln - 1; l >= 0; l--)
-        layer_bwd(t, l, b);
+        layer_bwd(w, l);
     float *dE = grad_of(t, &t->m->tok_emb);
     for (int r = 0; dE && r < N; r++) {
         float *g = dE + (size_t)b->ids[r] * D;
         for (int i = 0; i < D; i++)
             g[i] += t->dres[(size_t)r * D + i];
     }
-    return 0;
+}
+
+static void *ws_thread(void *arg)
+{
+    ws_run(arg);
+    return NULL;
+}
+
+/* Cuts b into up to t->n_ws slices of whole segments with about equal
+ * token counts; returns the count (1: run it whole). */
+static int ws_split(eng_trainer *t, const tr_batch *b)
+{
+    int n = t->n_ws < b->n_segs ? t->n_ws : b->n_segs, s = 0;
+    if (n < 2)
+        return 1;
+    int start[TR_MAX_WS + 1], biggest = 0;
+    for (int k = 0; k < n; k++) {
+        /* slice k ends at the segment boundary nearest (k+1) n_tok / n */
+        long goal = (long)b->n * (k + 1) / n;
+        int s0 = s;
+        start[k] = b->segs[s].start;
+        s++;
+        while (s < b->n_segs - (n - 1 - k) &&
+               labs((long)b->segs[s].start + b->segs[s].len - goal) <=
+                   labs((long)b->segs[s].start - goal))
+            s++;
+        if (k == n - 1)
+            s = b->n_segs;
+        tr_ws *w = &t->ws[k];
+        int end = s < b->n_segs ? b->segs[s].start : b->n;
+        w->r0 = start[k];
+        w->b = *b;
+        w->b.n = end - start[k];
+        w->b.ids = b->ids + w->r0;
+        w->b.pos = b->pos + w->r0;
+        w->b.tgt = b->tgt + w->r0;
+        w->b.n_segs = s - s0;
+        w->b.segs = w->segs;
+        w->b.max_len = 0;
+        for (int j = s0; j < s; j++) {
+            w->segs[j - s0] = (tr_seg){b->segs[j].start - w->r0,
+                                       b->segs[j].len};
+            if (b->segs[j].len > w->b.max_len)
+                w->b.max_len = b->segs[j].len;
+        }
+        biggest = w->b.n > biggest ? w->b.n : biggest;
+    }
+    /* a lopsided cut (one long example) is slower than BLAS's threads */
+    if ((long)biggest * n > (long)b->n * 13 / 10)
+        return 1;
+    return n;
+}
+
+int tr_forward_backward(eng_trainer *t, const tr_batch *b, int want_grad,
+                        double *ret_loss, int *ret_correct)
+{
+    if (b->n <= 0) {
+        *ret_loss = 0.0;
+        *ret_correct = 0;
+        return 0;
+    }
+    int n = ws_split(t, b), rc = 0, threads = eng_k_get_threads();
+    pthread_t th[TR_MAX_WS];
+    if (n == 1) {
+        tr_ws *w = &t->ws[0];
+        w->r0 = 0;
+        w->b = *b;
+        w->want_grad = want_grad;
+        ws_run(w);
+        *ret_loss = w->loss;
+        *ret_correct = w->correct;
+        return 0;
+    }
+    /* n workers on single-threaded BLAS: as many busy threads as cores */
+    eng_k_set_threads(1);
+    for (int k = 0; k < n; k++) {
+        t->ws[k].want_grad = want_grad;
+        if (k && want_grad)
+            memset(t->ws[k].grad, 0, t->n_param * sizeof(float));
+    }
+    int started = 1;
+    for (; started < n; started++)
+        if (pthread_create(&th[started], NULL, ws_thread, &t->ws[started]))
+            break;
+    for (int k = started; k < n; k++) /* no thread: run it here */
+        ws_run(&t->ws[k]);
+    ws_run(&t->ws[0]);
+    for (int k = 1; k < started; k++)
+        pthread_join(th[k], NULL);
+    eng_k_set_threads(threads);
+    double loss = 0.0;
+    int correct = 0;
+    for (int k = 0; k < n; k++) {
+        loss += t->ws[k].loss;
+        correct += t->ws[k].correct;
+        if (k && want_grad)
+            for (size_t i = 0; i < t->n_param; i++)
+                t->grad[i] += t->ws[k].grad[i];
+    }
+    *ret_loss = loss;
+    *ret_correct = correct;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */

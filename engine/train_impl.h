@@ -79,7 +79,8 @@ typedef struct tr_lin {
  * scratch holds n*in floats when dropout > 0. */
 void tr_lin_fwd(const tr_lin *l, float *y, const float *x, int n, float *u,
                 float *scratch);
-/* dx[n, in] (+)= dy W + drop'(scale dy B A); grads += as configured.
+/* dx[n, in] (+)= dy W + drop'(scale dy B A) (dx NULL: grads only); grads
+ * += as configured.
  * scratch: n*in floats; scratch_r: n*r floats. */
 void tr_lin_bwd(const tr_lin *l, float *dx, const float *dy, const float *x,
                 const float *u, int n, int accumulate, float *scratch,
@@ -169,6 +170,25 @@ typedef struct tr_act {
     float *lu[ENG_T_COUNT]; /* (n, r) LoRA drop(x) A^T, or NULL */
 } tr_act;
 
+/* One worker's share of a micro-batch (train.c): rows [r0, r0 + b.n) of
+ * every activation and row-indexed scratch buffer, whole segments only, so
+ * workers never read each other's rows. Each has its own attention and
+ * LM-head scratch and (worker >= 1) its own LoRA gradient block. */
+typedef struct tr_ws {
+    eng_trainer *t;
+    int r0;
+    tr_batch b;             /* the slice; b.segs rebased to r0 */
+    tr_seg *segs;           /* [cap] storage for b.segs */
+    float *S, *dP;          /* (T, T) attention scratch */
+    tr_ce ce;
+    float *grad;            /* gradients go here (t->grad for worker 0) */
+    int want_grad;
+    double loss;
+    int correct;
+} tr_ws;
+
+enum { TR_MAX_WS = 8 };
+
 struct eng_trainer {
     eng_model *base;        /* ref: the frozen model */
     eng_model *m;           /* ref: what we compute with (base, or own copy) */
@@ -199,12 +219,17 @@ struct eng_trainer {
     tr_act *act;            /* [n_layers] */
     float *rsf;
     float *xn, *h, *dres, *dxn, *dq, *dk, *dv, *datt, *dh, *dg, *du;
-    float *drop, *dr, *S, *dP;
+    float *drop, *dr;
+    size_t drop_w;          /* floats per row of drop */
     float *rope_cs;         /* (max_seq_len, head_dim) cos/sin table */
     int32_t *b_ids, *b_tgt;
     int *b_pos;
     tr_seg *b_segs;
-    tr_ce ce;
+    /* workers: a micro-batch of several segments is cut into n_ws row
+     * slices run on their own threads with single-threaded BLAS (LoRA
+     * only); otherwise ws[0] runs it whole with n_threads BLAS threads */
+    int n_ws;
+    tr_ws ws[TR_MAX_WS];
 };
 
 /* Forward over a micro-batch; with want_grad also the backward, adding

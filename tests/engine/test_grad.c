@@ -379,7 +379,9 @@ static double model_loss(void *p)
     return l / 10.0;
 }
 
-static void test_model(eng_rope_style style, int full)
+/* threads > 1: LoRA micro-batches are cut into per-thread row slices
+ * (train.c's workers); the gradients must not change. */
+static void test_model(eng_rope_style style, int full, int threads)
 {
     eng_config cfg = {
         .dim = 16, .hidden_dim = 24, .n_layers = 2, .n_heads = 4,
@@ -409,6 +411,7 @@ static void test_model(eng_rope_style style, int full)
     p.targets = ENG_TARGET_ALL;
     p.max_seq_len = 16;
     p.batch_size = 2;
+    p.n_threads = threads;
     if (eng_trainer_new(m, &p, ex, 2, &t, err, sizeof err)) {
         printf("trainer: %s\n", err);
         failures++;
@@ -430,11 +433,90 @@ static void test_model(eng_rope_style style, int full)
     float *g = malloc(n * sizeof(float));
     memcpy(g, tr_grads(t), n * sizeof(float));
     char name[64];
-    snprintf(name, sizeof name, "model %s (%s rope)",
-             full ? "full finetune" : "LoRA", style ? "half" : "interleaved");
+    snprintf(name, sizeof name, "model %s (%s rope%s)",
+             full ? "full finetune" : "LoRA", style ? "half" : "interleaved",
+             threads > 1 ? ", 2 workers" : "");
     fd_check(name, model_loss, &c, par, g, n, full ? 400 : 0);
     free(g);
     eng_trainer_free(t);
+    eng_model_unref(m);
+}
+
+/* The per-thread row slices compute what one thread computes, dropout
+ * masks included: LoRA gradients of a 3-example micro-batch with dropout,
+ * 1 thread against 2 and 3 workers, equal within float rounding. */
+static void test_split_same(void)
+{
+    eng_config cfg = {
+        .dim = 16, .hidden_dim = 24, .n_layers = 2, .n_heads = 4,
+        .n_kv_heads = 2, .head_dim = 4, .vocab_size = 32, .max_seq_len = 16,
+        .norm_eps = 1e-5f, .rope_theta = 10000.0f, .rope_style = 1,
+    };
+    eng_model *m;
+    if (eng_model_new_random(&cfg, 11, 0.3f, &m)) {
+        printf("random model failed\n");
+        failures++;
+        return;
+    }
+    int32_t ids0[9] = {1, 5, 9, 3, 30, 2, 7, 8, 11};
+    int32_t ids1[6] = {1, 4, 4, 17, 21, 2};
+    int32_t ids2[8] = {1, 6, 12, 19, 3, 3, 28, 2};
+    uint8_t m0[9] = {0, 0, 0, 1, 1, 1, 1, 1, 1};
+    uint8_t m1[6] = {0, 0, 1, 1, 1, 1};
+    uint8_t m2[8] = {0, 1, 1, 1, 1, 1, 1, 1};
+    eng_example ex[3] = {{ids0, m0, 9, false}, {ids1, m1, 6, false},
+                         {ids2, m2, 8, false}};
+    float *g1 = NULL;
+    size_t n = 0;
+    for (int threads = 1; threads <= 3; threads++) {
+        eng_train_params p;
+        eng_trainer *t;
+        char err[128];
+        eng_train_params_default(&p);
+        p.lora_rank = 2;
+        p.lora_alpha = 4;
+        p.lora_dropout = 0.25f;
+        p.targets = ENG_TARGET_ALL;
+        p.max_seq_len = 16;
+        p.batch_size = 3;
+        p.n_threads = threads;
+        if (eng_trainer_new(m, &p, ex, 3, &t, err, sizeof err)) {
+            printf("trainer: %s\n", err);
+            failures++;
+            break;
+        }
+        float *par = tr_params(t, &n);
+        uint64_t s = 5;
+        for (size_t i = 0; i < n; i++)
+            par[i] = 0.3f * (2.0f * eng_rand_unit(&s) - 1.0f);
+        tr_batch b;
+        double l;
+        int hits;
+        tr_batch_build(t, ex, 3, &b);
+        b.drop_seed = 0x1234567;
+        tr_zero_grads(t);
+        tr_forward_backward(t, &b, 1, &l, &hits);
+        if (!g1) {
+            g1 = malloc(n * sizeof(float));
+            memcpy(g1, tr_grads(t), n * sizeof(float));
+        } else {
+            const float *g = tr_grads(t);
+            double num = 0, den = 0;
+            for (size_t i = 0; i < n; i++) {
+                num += ((double)g[i] - g1[i]) * ((double)g[i] - g1[i]);
+                den += (double)g1[i] * g1[i];
+            }
+            double rel = sqrt(num / (den > 0 ? den : 1));
+            printf("%-34s rel %.2e  %s\n",
+                   threads == 2 ? "LoRA grads, 2 workers vs 1 thread"
+                                : "LoRA grads, 3 workers vs 1 thread",
+                   rel, rel < 1e-5 && den > 0 ? "ok" : "FAIL");
+            if (!(rel < 1e-5 && den > 0))
+                failures++;
+        }
+        eng_trainer_free(t);
+    }
+    free(g1);
     eng_model_unref(m);
 }
 
@@ -450,9 +532,12 @@ int main(void)
     test_ce();
     test_lora_linear(0.0f);
     test_lora_linear(0.3f);
-    test_model(ENG_ROPE_INTERLEAVED, 0);
-    test_model(ENG_ROPE_HALF, 0);
-    test_model(ENG_ROPE_HALF, 1);
+    test_model(ENG_ROPE_INTERLEAVED, 0, 1);
+    test_model(ENG_ROPE_HALF, 0, 1);
+    test_model(ENG_ROPE_HALF, 1, 1);
+    test_model(ENG_ROPE_HALF, 0, 2);
+    test_split_same();
+    eng_k_set_threads(1);
     if (failures)
         printf("%d gradient checks FAILED\n", failures);
     return failures ? 1 : 0;
