@@ -11,7 +11,7 @@ import {
   h, clear, fmtLoss, fmtDuration, fmtTime, fmtNum, statusBadge, notify, errorText, TERMINAL,
 } from './util.js';
 
-const MAX_EVENTS_SHOWN = 400;
+const MAX_STEP_EVENTS_SHOWN = 300; // lifecycle events are all kept
 
 function dl(pairs) {
   return h('dl', { class: 'kv' }, pairs.filter(Boolean).flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
@@ -117,7 +117,7 @@ export async function render(main, [id]) {
     if (j.requested) badge.append(' ', h('span', { class: 'badge' }, `${j.requested} requested`));
     const total = p.total_steps || 0;
     bar.max = total || 1;
-    bar.value = j.status === 'succeeded' ? bar.max : (p.step || 0);
+    bar.value = p.step || (j.status === 'succeeded' ? bar.max : 0);
     stats.step.textContent = total ? `${p.step || 0} / ${total}` : '—';
     stats.epoch.textContent = p.epoch ?? '—';
     stats.loss.textContent = fmtLoss(p.train_loss);
@@ -216,6 +216,7 @@ export async function render(main, [id]) {
 
   // ---------------------------------------------------------------- events
   let nEvents = 0;
+  const stepLis = [];
   function addEvent(ev) {
     nEvents += 1;
     if (ev.type === 'step' && ev.data) {
@@ -236,7 +237,10 @@ export async function render(main, [id]) {
       h('span', { class: 'ev-type' }, ev.type), h('span', { class: 'ev-msg' }, ev.message));
     li.hidden = ev.type === 'step' && !showSteps.checked;
     evList.append(li);
-    while (evList.children.length > MAX_EVENTS_SHOWN) evList.firstChild.remove();
+    if (ev.type === 'step') {
+      stepLis.push(li);
+      if (stepLis.length > MAX_STEP_EVENTS_SHOWN) stepLis.shift().remove();
+    }
     evCount.textContent = `${nEvents} events`;
     if (ev.type === 'status' || ev.type === 'checkpoint' || ev.type === 'report') refreshSoon();
   }
@@ -254,15 +258,15 @@ export async function render(main, [id]) {
   let refreshTimer = null;
   function refreshSoon() {
     clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(refresh, 150);
+    refreshTimer = setTimeout(() => refresh(true), 150);
   }
-  async function refresh() {
+  async function refresh(withCheckpoints = true) {
     if (!alive) return;
     try {
       const was = j.status;
       j = await get(`/jobs/${id}`);
       update();
-      loadCheckpoints();
+      if (withCheckpoints || j.status !== was) loadCheckpoints();
       if (j.status === 'succeeded' && was !== 'succeeded') loadReport();
     } catch (e) { /* keep the last state; the stream reports problems */ }
   }
@@ -278,6 +282,6 @@ export async function render(main, [id]) {
     onEnd: () => { streamState.textContent = 'job ended; stream closed'; refresh(); },
   });
   // ETA and queue position only come with the job object.
-  const poll = setInterval(() => { if (!TERMINAL.has(j.status) && !document.hidden) refresh(); }, 2000);
+  const poll = setInterval(() => { if (!TERMINAL.has(j.status) && !document.hidden) refresh(false); }, 2000);
   return () => { alive = false; follower.stop(); clearInterval(poll); clearTimeout(refreshTimer); chart.destroy(); };
 }

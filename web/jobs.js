@@ -64,7 +64,7 @@ export function render(main) {
     const bar = c.progress.querySelector('progress');
     const total = p.total_steps || 0;
     bar.max = total || 1;
-    bar.value = j.status === 'succeeded' ? (total || 1) : (p.step || 0);
+    bar.value = p.step || (j.status === 'succeeded' ? (total || 1) : 0);
     c.progress.querySelector('.steps').textContent = total ? ` ${p.step || 0}/${total}` :
       (j.status === 'queued' && j.queue_position !== undefined ? ` #${j.queue_position + 1} in queue` : '');
     c.loss.textContent = fmtLoss(p.train_loss);
