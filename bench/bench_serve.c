@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_serve.c - serving figures of issue #6 on this machine: batched
+ * decode across sequences with mixed adapters (eng_batch_eval, the path
+ * every daemon generation takes), time to first token idle and under a
+ * training job (with the daemon's yield), the memory bandwidth and batch-1
+ * decode as a fraction of its roofline. See bench/README.md.
+ *
+ * Usage: bench_serve [--threads N] [--shape stories260K|smollm2-135m]
+ *                    [--tokens N] [--ttft N]
+ */
+#include "engine/batch.h"
+#include "engine/decode.h"
+#include "engine/engine.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef TUNA_SOURCE_ROOT
+#define TUNA_SOURCE_ROOT "."
+#endif
+
+static int g_threads = 2, g_tokens = 32, g_ttft = 6;
+static const char *g_shape = NULL;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+typedef struct shape {
+    const char *name;
+    bool file;
+    eng_config cfg;
+} shape;
+
+static shape shapes[] = {
+    { .name = "stories260K", .file = true },
+    { .name = "smollm2-135m", .file = false,
+      .cfg = { .dim = 576, .hidden_dim = 1536, .n_layers = 30, .n_heads = 9,
+               .n_kv_heads = 3, .head_dim = 64, .vocab_size = 49152,
+               .max_seq_len = 2048, .norm_eps = 1e-5f, .rope_theta = 100000.0f,
+               .rope_style = ENG_ROPE_HALF, .tied_embeddings = true,
+               .arch = "llama" } },
+};
+
+static int make_model(shape *sh, eng_model **ret)
+{
+    char path[4096], err[256] = "";
+    if (!sh->file)
+        return eng_model_new_random(&sh->cfg, 1234, 0.02f, ret);
+    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin",
+             TUNA_SOURCE_ROOT);
+    int rc = eng_model_load_llama2c(path, ret, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "bench_serve: %s: %s\n", path, err);
+    return rc;
+}
+
+/* f32 bytes a batch-1 decode step reads (as bench_engine counts them). */
+static double decode_weight_bytes(const eng_config *c)
+{
+    double q = (double)c->n_heads * c->head_dim;
+    double kv = (double)c->n_kv_heads * c->head_dim;
+    double layer = c->dim * (q + 2 * kv) + q * c->dim +
+                   3.0 * c->dim * c->hidden_dim + 2.0 * c->dim;
+    return 4.0 * (c->n_layers * layer + c->dim +
+                  (double)c->vocab_size * c->dim);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Memory bandwidth: a read of 512 MiB over the threads, best of 5          */
+
+typedef float v16 __attribute__((vector_size(64)));
+
+typedef struct bw_arg {
+    pthread_barrier_t *bar;
+    const float *a;
+    size_t n;
+    float sink;
+} bw_arg;
+
+static void *bw_thread(void *p)
+{
+    bw_arg *a = p;
+    const v16 *x = (const v16 *)a->a;
+    v16 s0 = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
+    pthread_barrier_wait(a->bar);
+    for (size_t i = 0; i < a->n / 16; i += 4) {
+        s0 += x[i];
+        s1 += x[i + 1];
+        s2 += x[i + 2];
+        s3 += x[i + 3];
+    }
+    v16 s = s0 + s1 + s2 + s3;
+    for (int i = 0; i < 16; i++)
+        a->sink += s[i];
+    pthread_barrier_wait(a->bar);
+    return NULL;
+}
+
+static double bandwidth_gb_s(int threads)
+{
+    size_t n = (size_t)512 << 20 >> 2;
+    float *a = aligned_alloc(64, n * sizeof(float));
+    double best = 0;
+    if (!a)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        a[i] = (float)(i & 1023);
+    for (int r = 0; r < 5; r++) {
+        pthread_barrier_t bar;
+        pthread_t th[64];
+        bw_arg args[64];
+        size_t per = n / threads / 64 * 64;
+        pthread_barrier_init(&bar, NULL, (unsigned)threads + 1);
+        for (int i = 0; i < threads; i++) {
+            args[i] = (bw_arg){ &bar, a + i * per, per, 0 };
+            pthread_create(&th[i], NULL, bw_thread, &args[i]);
+        }
+        pthread_barrier_wait(&bar);
+        double t0 = now_s();
+        pthread_barrier_wait(&bar);
+        double dt = now_s() - t0;
+        for (int i = 0; i < threads; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&bar);
+        double gb = (double)per * threads * sizeof(float) / dt / 1e9;
+        best = gb > best ? gb : best;
+    }
+    free(a);
+    return best;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decode                                                                    */
+
+static int32_t argmax(const float *x, int n)
+{
+    int32_t b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+enum { PROMPT = 16, N_ADAPTERS = 3 };
+
+/* n sequences (sequence i on adapters[i % (N_ADAPTERS + 1)], slot 0 the
+ * base) decoding `tokens` tokens together after a PROMPT-token prefill;
+ * returns the decode seconds (prefill excluded). */
+static double decode_batch(eng_model *m, eng_adapter **ad, int n, int first,
+                           int tokens)
+{
+    const eng_config *c = eng_model_config(m);
+    eng_session *s[64];
+    eng_batch_item it[64];
+    int32_t ids[64][PROMPT], next[64];
+    eng_batch *b = NULL;
+    uint64_t r = 99;
+    if (eng_batch_new(m, n, &b))
+        exit(1);
+    for (int i = 0; i < n; i++) {
+        if (eng_session_new(m, PROMPT + tokens + 1, 1, &s[i]) ||
+            eng_session_set_adapter(s[i], ad[(first + i) % (N_ADAPTERS + 1)]))
+            exit(1);
+        for (int k = 0; k < PROMPT; k++)
+            ids[i][k] = (int32_t)(rng_next(&r) % (uint64_t)c->vocab_size);
+        it[i] = (eng_batch_item){ s[i], ids[i], PROMPT };
+    }
+    if (eng_batch_eval(b, it, n))
+        exit(1);
+    double t0 = now_s();
+    for (int t = 0; t < tokens; t++) {
+        for (int i = 0; i < n; i++) {
+            next[i] = argmax(eng_session_logits(s[i]), c->vocab_size);
+            it[i] = (eng_batch_item){ s[i], &next[i], 1 };
+        }
+        if (eng_batch_eval(b, it, n))
+            exit(1);
+    }
+    double dt = now_s() - t0;
+    for (int i = 0; i < n; i++)
+        eng_session_free(s[i]);
+    eng_batch_free(b);
+    return dt;
+}
+
+static double prefill_tok_s(eng_model *m, int len)
+{
+    const eng_config *c = eng_model_config(m);
+    int32_t *ids = malloc((size_t)len * sizeof(*ids));
+    uint64_t r = 5;
+    eng_batch *b = NULL;
+    eng_session *s = NULL;
+    double best = 1e30;
+    for (int i = 0; i < len; i++)
+        ids[i] = (int32_t)(rng_next(&r) % (uint64_t)c->vocab_size);
+    if (eng_batch_new(m, 1, &b) || eng_session_new(m, len, 1, &s))
+        exit(1);
+    for (int rep = 0; rep < 4; rep++) { /* first one warms up */
+        eng_session_reset(s);
+        eng_batch_item it = { s, ids, len };
+        double t0 = now_s();
+        if (eng_batch_eval(b, &it, 1))
+            exit(1);
+        double dt = now_s() - t0;
+        if (rep && dt < best)
+            best = dt;
+    }
+    eng_session_free(s);
+    eng_batch_free(b);
+    free(ids);
+    return len / best;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Time to first token, idle and while a LoRA job trains                     */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_int pending;     /* requests in flight (the scheduler's count) */
+    atomic_bool stop;
+    bool yield;             /* the daemon's yield on/off */
+    int steps;
+} tr = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, true,
+         0 };
+
+/* The daemon's srv_sched_yield: before each micro-step, wait while
+ * requests are in flight, at most 1 s. */
+static bool train_abort(void *user)
+{
+    (void)user;
+    if (tr.yield && atomic_load(&tr.pending) > 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_mutex_lock(&tr.mu);
+        while (atomic_load(&tr.pending) > 0)
+            if (pthread_cond_timedwait(&tr.cv, &tr.mu, &until))
+                break;
+        pthread_mutex_unlock(&tr.mu);
+    }
+    return atomic_load(&tr.stop);
+}
+
+static void *trainer_main(void *arg)
+{
+    eng_trainer *t = arg;
+    eng_hooks h = { .abort = train_abort };
+    eng_progress p;
+    while (!atomic_load(&tr.stop) &&
+           eng_trainer_step_index(t) < eng_trainer_total_steps(t)) {
+        if (eng_trainer_step(t, &h, &p) == 0)
+            tr.steps++;
+    }
+    return NULL;
+}
+
+static eng_trainer *make_trainer(eng_model *m)
+{
+    const eng_config *c = eng_model_config(m);
+    enum { SEQ = 128, N = 400 };
+    eng_example *ex = calloc(N, sizeof(*ex));
+    uint64_t s = 42;
+    eng_trainer *t = NULL;
+    char err[256];
+    for (int i = 0; i < N; i++) {
+        ex[i].n = SEQ;
+        ex[i].ids = malloc(SEQ * sizeof(int32_t));
+        ex[i].mask = malloc(SEQ);
+        for (int j = 0; j < SEQ; j++) {
+            ex[i].ids[j] = (int32_t)(rng_next(&s) % (uint64_t)c->vocab_size);
+            ex[i].mask[j] = 1;
+        }
+    }
+    eng_train_params p;
+    eng_train_params_default(&p);
+    p.epochs = 1;
+    p.batch_size = 1;       /* micro-steps of one 128-token row */
+    p.grad_accum = 4;
+    p.max_seq_len = SEQ;
+    p.n_threads = 1;        /* the daemon's split on 2 cores: 1 + 1 */
+    if (eng_trainer_new(m, &p, ex, N, &t, err, sizeof err)) {
+        fprintf(stderr, "bench_serve: trainer: %s\n", err);
+        exit(1);
+    }
+    for (int i = 0; i < N; i++)
+        eng_example_done(&ex[i]);
+    free(ex);
+    return t;
+}
+
+/* Median seconds from submitting a PROMPT-token request to its first
+ * token, over g_ttft requests 0.3 s apart. */
+static double ttft(eng_model *m)
+{
+    const eng_config *c = eng_model_config(m);
+    double t[64];
+    int n = g_ttft < 64 ? g_ttft : 64;
+    eng_batch *b = NULL;
+    uint64_t r = 3;
+    if (eng_batch_new(m, 1, &b))
+        exit(1);
+    for (int k = 0; k < n; k++) {
+        struct timespec ts = { 0, 300000000L };
+        nanosleep(&ts, NULL);
+        int32_t ids[PROMPT];
+        eng_session *s = NULL;
+        for (int i = 0; i < PROMPT; i++)
+            ids[i] = (int32_t)(rng_next(&r) % (uint64_t)c->vocab_size);
+        double t0 = now_s();
+        atomic_fetch_add(&tr.pending, 1);
+        if (eng_session_new(m, PROMPT + 2, 1, &s))
+            exit(1);
+        eng_batch_item it = { s, ids, PROMPT };
+        if (eng_batch_eval(b, &it, 1))
+            exit(1);
+        volatile int32_t first = argmax(eng_session_logits(s), c->vocab_size);
+        (void)first;
+        t[k] = now_s() - t0;
+        pthread_mutex_lock(&tr.mu);
+        atomic_fetch_sub(&tr.pending, 1);
+        pthread_cond_broadcast(&tr.cv);
+        pthread_mutex_unlock(&tr.mu);
+        eng_session_free(s);
+    }
+    eng_batch_free(b);
+    for (int i = 1; i < n; i++) /* insertion sort */
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = x;
+        }
+    return t[n / 2];
+}
+
+static double ttft_training(eng_model *m, bool yield)
+{
+    eng_trainer *t = make_trainer(m);
+    pthread_t th;
+    tr.yield = yield;
+    tr.steps = 0;
+    atomic_store(&tr.stop, false);
+    pthread_create(&th, NULL, trainer_main, t);
+    struct timespec ts = { 1, 0 }; /* training under way */
+    nanosleep(&ts, NULL);
+    double v = ttft(m);
+    atomic_store(&tr.stop, true);
+    pthread_join(th, NULL);
+    eng_trainer_free(t);
+    return v;
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void run_shape(shape *sh, double bw)
+{
+    eng_model *m = NULL;
+    eng_adapter *ad[N_ADAPTERS + 1] = { NULL };
+    if (make_model(sh, &m))
+        exit(1);
+    const eng_config *c = eng_model_config(m);
+    for (int i = 1; i <= N_ADAPTERS; i++)
+        if (eng_adapter_new(m, 8 * i, 16.0f, i == 2 ? ENG_TARGET_ALL
+                                                    : ENG_TARGET_DEFAULT,
+                            (uint64_t)i, &ad[i]))
+            exit(1);
+    eng_seq_set_threads(g_threads);
+    printf("\n== %s (dim %d, %d layers, vocab %d; %d threads) ==\n",
+           sh->name, c->dim, c->n_layers, c->vocab_size, g_threads);
+    decode_batch(m, ad, 1, 0, 4); /* warm-up */
+    double b1 = g_tokens / decode_batch(m, ad, 1, 0, g_tokens);
+    double roof = bw * 1e9 / decode_weight_bytes(c);
+    printf("decode batch 1 (base)          %9.1f tok/s", b1);
+    if (c->dim >= 256)
+        printf("   roofline %.1f tok/s (%.0f MB/token at %.1f GB/s): "
+               "%.0f%% %s\n", roof, decode_weight_bytes(c) / 1e6, bw,
+               100 * b1 / roof, b1 >= 0.7 * roof ? "[>= 70%: met]"
+                                                 : "[>= 70%: NOT met]");
+    else
+        printf("   (weights in cache: no roofline)\n");
+    double b1ad = g_tokens / decode_batch(m, ad, 1, 1, g_tokens);
+    printf("decode batch 1 (rank-8 LoRA)   %9.1f tok/s\n", b1ad);
+    for (int n = 4; n <= 16; n *= 2) {
+        double agg = n * g_tokens / decode_batch(m, ad, n, 0, g_tokens);
+        double seq = 0;
+        for (int i = 0; i < n; i++)
+            seq += decode_batch(m, ad, 1, i, g_tokens);
+        double alone = n * g_tokens / seq;
+        printf("decode %2d seqs, mixed adapters %8.1f tok/s aggregate "
+               "(one at a time: %.1f tok/s; %.1fx batch 1)%s\n", n, agg,
+               alone, agg / b1,
+               n == 16 ? (agg >= 8 * b1 ? "  [>= 8x: met]"
+                                        : "  [>= 8x: NOT met]")
+                       : "");
+    }
+    printf("prefill 256 tokens (batched path) %6.1f tok/s\n",
+           prefill_tok_s(m, 256));
+    /* time to first token: the daemon's split (1 generation thread) */
+    eng_seq_set_threads(1);
+    double idle = ttft(m);
+    double busy = ttft_training(m, true);
+    int steps = tr.steps;
+    double busy_no = ttft_training(m, false);
+    printf("TTFT (%d-token prompt, 1 gen thread): idle %.1f ms, training "
+           "with yield %.1f ms (%.2fx idle%s), training without yield "
+           "%.1f ms (%.2fx); %d training steps ran meanwhile\n", PROMPT,
+           idle * 1e3, busy * 1e3, busy / idle,
+           busy <= 2 * idle ? ", <= 2x: met" : ", <= 2x: NOT met",
+           busy_no * 1e3, busy_no / idle, steps);
+    for (int i = 1; i <= N_ADAPTERS; i++)
+        eng_adapter_unref(ad[i]);
+    eng_model_unref(m);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            g_threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc)
+            g_shape = argv[++i];
+        else if (!strcmp(argv[i], "--tokens") && i + 1 < argc)
+            g_tokens = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ttft") && i + 1 < argc)
+            g_ttft = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--threads N] [--shape stories260K|"
+                    "smollm2-135m] [--tokens N] [--ttft N]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (g_threads < 1 || g_tokens < 1 || g_ttft < 1)
+        return 2;
+    eng_set_threads(g_threads);
+    double bw = bandwidth_gb_s(g_threads);
+    printf("memory bandwidth (read, %d threads): %.1f GB/s\n", g_threads, bw);
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+        if (!g_shape || !strcmp(g_shape, shapes[i].name))
+            run_shape(&shapes[i], bw);
+    return 0;
+}
