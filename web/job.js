@@ -35,7 +35,7 @@ export async function render(main, [id]) {
   const chart = new LossChart(`Loss curves of ${id}`);
 
   // ---------------------------------------------------------------- header
-  const badge = h('span', { id: 'job-status' });
+  const badge = h('span', { id: 'job-status', role: 'status', 'aria-live': 'polite' });
   const title = h('h1', {}, 'Job ', h('span', { class: 'mono' }, id));
   const bar = h('progress', { id: 'job-progress', max: 1, value: 0, 'aria-label': 'Training progress' });
   const stats = {

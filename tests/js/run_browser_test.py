@@ -68,7 +68,7 @@ def main():
                    TUNA_DATA_DIR=d.data_dir, TUNA_TMP=tmp)
         script = sys.argv[2] if len(sys.argv) > 2 else "dashboard.test.mjs"
         rc = subprocess.run([node, os.path.join(HERE, script)],
-                            env=env, cwd=HERE, timeout=900).returncode
+                            env=env, cwd=HERE, timeout=840).returncode
         if rc != 0:
             print(d.log_tail(60))
         print("screenshots in %s" % shots)
