@@ -29,6 +29,7 @@ struct api_serve {
     pthread_cond_t cv;
     api_serve_limits lim;
     int running, queued;
+    int lingering;             /* released places whose requests run on */
     api_slot *head, *tail;     /* waiting slots, oldest first */
     bool stopping;
 };
@@ -77,7 +78,7 @@ void api_serve_stop(api_serve *s)
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_cond_broadcast(&s->cv);
-    while (s->running > 0 || s->queued > 0)
+    while (s->running > 0 || s->queued > 0 || s->lingering > 0)
         pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
 }
@@ -153,11 +154,13 @@ void api_serve_leave(api_ctx *ctx, api_slot *slot)
     if (!s)
         return;
     pthread_mutex_lock(&s->mu);
-    if (slot->running)
+    if (slot->released)
+        s->lingering--;
+    else if (slot->running)
         s->running--;
     else
         unlink_slot(s, slot);
-    slot->running = false;
+    slot->running = slot->released = false;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -415,6 +418,21 @@ static int run_here(gen_run *r, api_ctx *ctx, api_slot *slot,
     return rc;
 }
 
+/* A client that left: its running place goes to the next request at once,
+ * while this one waits for the scheduler to drop its sequences (stop still
+ * waits for it: lingering). */
+static void release_place(api_serve *s, api_slot *slot)
+{
+    if (!s || !slot->running || slot->released)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->running--;
+    s->lingering++;
+    slot->released = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* Submits the sequences to the scheduler and relays their events until
  * they are all done. */
 static int run_scheduled(gen_run *r, api_ctx *ctx, api_slot *slot,
@@ -432,8 +450,11 @@ static int run_scheduled(gen_run *r, api_ctx *ctx, api_slot *slot,
         if (fin)
             break;
         if (!why && (why = !ok ? -ECANCELED : should_stop(ctx->serve, slot,
-                                                           cb)) < 0)
+                                                           cb)) < 0) {
             atomic_store(&r->cancel, true); /* dropped before its next step */
+            if (why == -ECANCELED)
+                release_place(ctx->serve, slot);
+        }
     }
     drain(r, cb, false);
     return why < 0 ? why : rc;

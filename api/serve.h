@@ -49,6 +49,8 @@
 
 typedef struct api_slot {
     bool admitted, running;
+    bool released;                /* running place given back early (a
+                                   * client gone), still counted for stop */
     int64_t deadline_ms;          /* CLOCK_MONOTONIC ms, 0 = none */
     struct api_slot *next, *prev; /* queue links while waiting */
 } api_slot;

@@ -404,12 +404,20 @@ def main():
            "max_tokens": 500, "temperature": 1.0, "seed": 3, "stream": True}
 
     def start_big_stream(daemon=None):
-        p = subprocess.Popen(
-            ["curl", "-sS", "-N", "-H", "Content-Type: application/json",
-             "--data-binary", json.dumps(BIG),
-             (daemon or b).url + "/v1/completions"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        line = p.stdout.readline()  # the first event: it is running
+        # the previous test's client was just killed: its place is freed as
+        # soon as the server notices (within a second, checked below)
+        t0 = time.time()
+        while True:
+            p = subprocess.Popen(
+                ["curl", "-sS", "-N", "-H", "Content-Type: application/json",
+                 "--data-binary", json.dumps(BIG),
+                 (daemon or b).url + "/v1/completions"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            line = p.stdout.readline()  # the first event: it is running
+            if line.startswith(b"data: {") or time.time() - t0 > 1.0:
+                break
+            p.wait()
+            time.sleep(0.02)
         assert line.startswith(b"data: {"), line
         return p
 
