@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define API_MAX_TOKENS_IN (1 << 20)
 
@@ -359,12 +360,21 @@ void api_job_chat_template_save(api_call *c, const char *job_id,
         api_mkdir_p(dir);
         api_job_dir(c->ctx->data_dir, job_id, dir, sizeof(dir));
         api_mkdir_p(dir);
+        /* written beside it and renamed: a crash never leaves a cut
+         * template for apply-template or an export to pick up */
+        char tmp[1300];
         snprintf(path, sizeof(path), "%s/chat_template.jinja", dir);
-        FILE *f = fopen(path, "wb");
-        if (!f || fputs(tmpl, f) < 0)
+        snprintf(tmp, sizeof(tmp), "%s/.chat_template.jinja.tmp", dir);
+        FILE *f = fopen(tmp, "wb");
+        if (!f || fputs(tmpl, f) < 0 || fflush(f) != 0 ||
+            fsync(fileno(f)) != 0)
             r = -EIO;
         if (f && fclose(f) != 0)
             r = -EIO;
+        if (r == 0 && rename(tmp, path) != 0)
+            r = -EIO;
+        if (r != 0)
+            unlink(tmp);
     }
     if (!chat)
         return;

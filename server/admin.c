@@ -285,8 +285,9 @@ static int copy_file(const char *from, const char *to, copy_stats *st)
 static bool skip_name(const char *n)
 {
     size_t l = strlen(n);
+    /* ".tmp.": the engine's temp files (<name>.tmp.XXXXXX) */
     return n[0] == '.' || (l > 4 && !strcmp(n + l - 4, ".tmp")) ||
-           strstr(n, ".tmp-") != NULL;
+           strstr(n, ".tmp-") != NULL || strstr(n, ".tmp.") != NULL;
 }
 
 /* Copies the finished files of the tree at from into to. */

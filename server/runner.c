@@ -38,6 +38,7 @@
 #include "server/log.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -440,6 +441,26 @@ static int train(run *r)
     return TRAIN_DONE;
 }
 
+/* The engine writes each adapter file as <name>.tmp.XXXXXX and renames it
+ * into place: a kill -9 in between leaves the temp file, and the job saves
+ * again when it resumes. Removes those leftovers (never read, but they
+ * would pile up and be copied by backups). */
+static void remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char path[1400];
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        if (!strstr(de->d_name, ".tmp."))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
 static int save(run *r)
 {
     char dir[1024], err[256] = "";
@@ -448,6 +469,7 @@ static int save(run *r)
         return srv_run_err(r, "unsupported", "full finetuning cannot be "
                            "saved yet; use LoRA");
     api_job_adapter_dir(r->env->data_dir, r->job->id, dir, sizeof dir);
+    remove_stale_temps(dir);
     int e = srv_mkdirs(dir);
     if (e == 0)
         e = eng_adapter_save(a, dir, r->job->base_model, err, sizeof err);

@@ -414,6 +414,18 @@ def main():
     def final_state():
         verify_datasets()
         verify_jobs()
+        # the job-creation jobs that ran to the end (before the cancel)
+        done = [j for j in d.json("GET", "/jobs?status=succeeded&limit=1000")
+                ["data"] if j["id"] in led.jobs]
+        for j in done:
+            ad = os.path.join(d.data_dir, "jobs", j["id"], "adapter")
+            for f in ("adapter_model.safetensors", "adapter_config.json"):
+                assert os.path.isfile(os.path.join(ad, f)), (j["id"], f)
+        for j in done[:3]:
+            g = d.json("POST", "/generate", {"model": j["model"],
+                                             "prompt": "Once",
+                                             "max_tokens": 4})
+            assert g["model"] == j["model"], g
         rc = d.stop(signal.SIGTERM, timeout=60)
         assert rc == 0, rc
         con = sqlite3.connect(db_path)
