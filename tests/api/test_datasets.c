@@ -236,6 +236,18 @@ static void test_multipart_and_file(t_env *e)
     CHECK_STR(t_str(t.json, "name"), "from file");
     CHECK_INT(t_num(t.json, "rows"), 1);
     t_resp_done(&t);
+    /* A name of 255 bytes is kept whole; 256 is refused, not cut. */
+    char q[600];
+    snprintf(q, sizeof(q), "name=%0255d", 0);
+    req.query = q;
+    CHECK_INT(t_call_req(e, &req, &t), 201);
+    CHECK_INT(strlen(t_str(t.json, "name") ? t_str(t.json, "name") : ""), 255);
+    t_resp_done(&t);
+    snprintf(q, sizeof(q), "name=%0256d", 0);
+    CHECK_INT(t_call_req(e, &req, &t), 400);
+    CHECK_ERROR(&t, 400, "invalid_parameter", -1, "name");
+    t_resp_done(&t);
+    req.query = "name=from%20file";
     /* An empty streamed body is a missing body. */
     f = fopen(path, "wb");
     fclose(f);
