@@ -138,7 +138,9 @@ static int load(api_call *c, pf *f, eng_tokenizer *t, const store_dataset *ds,
                 char *err, size_t errlen)
 {
     char path[1024];
-    if (ds->path[0] == '/')
+    /* A stored dataset's path is relative to the data dir; a body's temp
+     * file (no id) is the path it was written to, as it is. */
+    if (ds->path[0] == '/' || !ds->id[0])
         snprintf(path, sizeof(path), "%s", ds->path);
     else
         snprintf(path, sizeof(path), "%s/%s", c->ctx->data_dir, ds->path);

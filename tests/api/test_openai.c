@@ -258,6 +258,20 @@ static void test_dry_run(t_env *e, const char *file_id)
     CHECK(t_num(tk, "total") > 0);
     t_resp_done(&t);
     CHECK_INT(count_files(e->dir), files);
+    /* A data dir given as a relative path (the default ./tuna-data): the
+     * body's temp file is found where it was written. */
+    char cwd[1024];
+    if (getcwd(cwd, sizeof(cwd)) && chdir("/tmp") == 0) {
+        const char *dd = e->ctx.data_dir;
+        e->ctx.data_dir = e->dir + strlen("/tmp/");
+        CHECK_INT(t_call(e, "POST", "/jobs?dry_run=true&epochs=2",
+                         "application/jsonl", zog, &t), 200);
+        CHECK_INT(t_num(t.json, "epochs"), 2);
+        t_resp_done(&t);
+        e->ctx.data_dir = dd;
+        CHECK(chdir(cwd) == 0);
+        CHECK_INT(count_files(e->dir), files);
+    }
     CHECK_INT(t_call(e, "GET", "/jobs?status=queued", NULL, NULL, &t), 200);
     CHECK_INT(cJSON_GetArraySize(cJSON_GetObjectItem(t.json, "data")), 0);
     t_resp_done(&t);
