@@ -817,6 +817,14 @@ def make_big(dim, layers, out):
 
 
 def main(argv):
+    if len(argv) >= 2 and argv[1] in ("-h", "--help"):
+        sys.stdout.write(__doc__)
+        return 0
+    if len(argv) >= 2 and argv[1].startswith("-") and \
+            argv[1] not in ("--big", "--tokenizer"):
+        sys.stderr.write(f"make_models.py: unknown option {argv[1]}\n"
+                         + __doc__)
+        return 2
     if len(argv) == 5 and argv[1] == "--big":
         make_big(int(argv[2]), int(argv[3]), argv[4])
         return 0
