@@ -349,8 +349,9 @@ static char *trim(char *s)
     return s;
 }
 
-/* Reads `key = value` lines ('#' starts a comment line; values may be
- * "quoted"). Every problem is printed with its file:line. */
+/* Reads `key = value` lines ('#' or ';' starts a comment line, or, after a
+ * space, a comment at the end of a line; values may be "quoted"). Every
+ * problem is printed with its file:line. */
 static int load_file(srv_config *c, const char *path, bool must_exist)
 {
     FILE *f = fopen(path, "r");
@@ -376,11 +377,23 @@ static int load_file(srv_config *c, const char *path, bool must_exist)
             continue;
         }
         *eq = 0;
-        char *key = trim(l), *val = trim(eq + 1);
+        char *key = trim(l), *val = trim(eq + 1), *q;
         size_t vl = strlen(val);
         if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
             val[vl - 1] = 0;
             val++;
+        } else if (val[0] == '"' && (q = strchr(val + 1, '"')) &&
+                   (*trim(q + 1) == '#' || *trim(q + 1) == ';')) {
+            *q = 0;                      /* "quoted"  # comment */
+            val++;
+        } else if (val[0] != '"') {
+            /* value  # comment: '#' or ';' after a space ends the value */
+            for (char *p = val + 1; *p; p++)
+                if ((*p == '#' || *p == ';') && isspace((unsigned char)p[-1])) {
+                    *p = 0;
+                    val = trim(val);
+                    break;
+                }
         }
         for (char *p = key; *p; p++)
             if (*p == '_')

@@ -67,6 +67,26 @@ def main():
         assert r.returncode != 0, r
         assert "no_such_option" in r.stderr.replace("-", "_"), r.stderr
         assert ":7:" in r.stderr, r.stderr
+        # comments at the end of a line, as the shipped example has them
+        inline = os.path.join(tmp, "inline.conf")
+        with open(inline, "w") as f:
+            f.write("host = 127.0.0.2   # behind the proxy\n"
+                    "log_format = json ; one object a line\n"
+                    "webhook_secret = \"a # b\"  # quoted keeps it\n"
+                    "cors_origins = http://x#y\n")
+        r = run(["config", "check", "--config", inline])
+        assert r.returncode == 0, r
+        lines = {l.split("=")[0].strip(): l for l in r.stdout.splitlines()
+                 if "=" in l and not l.startswith("#")}
+        assert re.search(r"= 127\.0\.0\.2 +# file", lines["host"]), lines
+        assert re.search(r"= json +# file", lines["log_format"]), lines
+        assert "= a # b " in lines["webhook_secret"], lines
+        assert "= http://x#y " in lines["cors_origins"], lines
+        root = tunalib.source_root()     # the shipped example parses
+        r = run(["config", "check", "--config",
+                 os.path.join(root, "deploy", "tunad.conf"), "--embedded-dir",
+                 os.path.join(root, "models", "stories260K")])
+        assert r.returncode == 0, r
         r = run(["config", "check", "--tls-cert", "/nonexistent"])
         assert r.returncode != 0 and "tls" in r.stderr, r
         r = run(["config", "check", "--config", "/nonexistent.conf"])
