@@ -79,9 +79,11 @@ static int split_args(int argc, char **argv, args *a, char ***ret_cfg,
     return 0;
 }
 
-/* Loads the configuration and opens the store of its data dir. */
+/* Loads the configuration and opens the store of its data dir (created
+ * when missing, unless must_exist: a backup of a mistyped data dir is an
+ * error, not a copy of a new empty database). */
 static int open_data(int argc, char **argv, args *a, srv_config *c,
-                     store **ret)
+                     store **ret, bool must_exist)
 {
     char **cfg = NULL;
     int n = 0;
@@ -94,6 +96,11 @@ static int open_data(int argc, char **argv, args *a, srv_config *c,
         return -EINVAL;
     char path[PATH_MAX], err[512] = "";
     snprintf(path, sizeof path, "%s/tuna.db", c->data_dir);
+    if (must_exist && access(path, F_OK) < 0) {
+        fprintf(stderr, "tunad: no database in %s (%s): is --data-dir "
+                "right?\n", c->data_dir, strerror(errno));
+        return -ENOENT;
+    }
     if (access(path, F_OK) < 0 && mkdir(c->data_dir, 0755) < 0 &&
         errno != EEXIST) {
         fprintf(stderr, "tunad: cannot create data dir %s: %s\n",
@@ -217,7 +224,7 @@ int srv_cmd_keys(int argc, char **argv)
     args a = {0};
     srv_config c;
     store *s = NULL;
-    if (open_data(argc, argv, &a, &c, &s) < 0)
+    if (open_data(argc, argv, &a, &c, &s, false) < 0)
         return 1;
     int rc;
     const char *sub = a.n_pos ? a.pos[0] : "";
@@ -369,7 +376,7 @@ int srv_cmd_backup(int argc, char **argv)
     args a = {0};
     srv_config c;
     store *s = NULL;
-    if (open_data(argc, argv, &a, &c, &s) < 0)
+    if (open_data(argc, argv, &a, &c, &s, true) < 0)
         return 1;
     if (a.n_pos != 1) {
         fprintf(stderr, "usage: tunad backup DEST [--data-dir D]\n");

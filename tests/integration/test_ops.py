@@ -208,6 +208,12 @@ def main():
         assert job["id"] in jobs, jobs
         db.close()
         assert d.get("/health").status == 200
+        # a mistyped data dir is an error, not a backup of a new empty one
+        typo = os.path.join(tmp, "no-such-data")
+        r = run(["backup", os.path.join(tmp, "backup2"), "--data-dir", typo])
+        assert r.returncode != 0 and "no database" in r.stderr, r
+        assert not os.path.exists(typo), os.listdir(typo)
+        assert not os.path.exists(os.path.join(tmp, "backup2"))
 
     try:
         t.check("config check and precedence", config_check)
