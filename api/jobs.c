@@ -51,7 +51,8 @@ static cJSON *progress_json(const store_job *j)
     api_json_add_num_or_null(p, "tokens_per_second", j->tokens_per_second,
                              j->tokens_per_second <= 0);
     api_json_add_num_or_null(p, "eta_seconds", j->eta_seconds,
-                             j->eta_seconds < 0);
+                             j->eta_seconds < 0 ||
+                             strcmp(j->status, "running") != 0);
     return p;
 }
 

@@ -65,6 +65,8 @@ def main():
         assert job["finished_at"] and job["model"], job
         p = job["progress"]
         assert p["step"] == p["total_steps"] > 0, p
+        # an ETA only while running (docs/api.md, the job object)
+        assert p["eta_seconds"] is None and p["estimated_finish"] is None, p
         state["job"] = job
 
     def events():
