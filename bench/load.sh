@@ -7,9 +7,9 @@
 # then, with the job cancelled, against POST /generate (twice;
 # bench/generate.lua: 16 tokens on the embedded model). For each run it
 # prints requests/s, latency p50/p90/p99, non-2xx answers and socket
-# errors, and tunad's RSS (VmRSS) before and after. Exit status 1 when any
-# request failed, the job was not training during the GET runs, or RSS grew
-# by more than TUNA_LOAD_RSS_SLACK_KB (default 8192) over a run.
+# errors, and tunad's RSS (VmRSS) before and a second after. Exit status 1
+# when any request failed, the job was not training during the GET runs, or
+# RSS grew by more than TUNA_LOAD_RSS_SLACK_KB (default 8192) over a run.
 #
 #   bench/load.sh [path/to/tunad]       default: build/tunad
 #   TUNA_LOAD_SECONDS=12 TUNA_LOAD_THREADS=2 TUNA_LOAD_CONNECTIONS=8
@@ -67,6 +67,7 @@ run() {
     before=$(rss)
     wrk -t "$threads" -c "$conns" -d "${secs}s" --latency "$@" "$target" \
         >"$work/wrk.txt" 2>&1
+    sleep 1     # requests still in flight when wrk stopped finish first
     after=$(rss)
     awk -v name="$name" -v before="$before" -v after="$after" '
         /Requests\/sec:/ { rps = $2 }
