@@ -116,6 +116,17 @@ await step('completions.create stream', async () => {
   assert.equal(finish, 'length');
 });
 
+await step('response_format json_object gives parseable JSON', async () => {
+  const r = await client.chat.completions.create({
+    model: MODEL, response_format: { type: 'json_object' }, max_tokens: 200,
+    seed: 3, messages: [{ role: 'user', content: 'Tell me about a cat.' }] });
+  const c = r.choices[0];
+  assert.equal(c.finish_reason, 'stop', c.message.content);
+  const v = JSON.parse(c.message.content);
+  assert.equal(typeof v, 'object');
+  assert.ok(v !== null && !Array.isArray(v));
+});
+
 await step('errors become the SDK error classes', async () => {
   await assert.rejects(
     client.chat.completions.create({
@@ -123,10 +134,10 @@ await step('errors become the SDK error classes', async () => {
     (e) => e instanceof OpenAI.NotFoundError && e.code === 'model_not_found');
   await assert.rejects(
     client.chat.completions.create({
-      model: MODEL, response_format: { type: 'json_object' },
-      messages: [{ role: 'user', content: 'x' }] }),
-    (e) => e instanceof OpenAI.BadRequestError && e.code === 'unsupported' &&
-           e.param === 'response_format');
+      model: MODEL, messages: [{ role: 'user', content: 'x' }],
+      response_format: { type: 'json_schema', json_schema: { name: 'x',
+        schema: { $ref: '#/definitions/nope' } } } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'response_format');
   await assert.rejects(
     client.completions.create({ model: MODEL, prompt: 'x', temperature: 5 }),
     (e) => e instanceof OpenAI.BadRequestError);
