@@ -170,19 +170,16 @@ static void project(const eng_session *s, int l, int t, float *y,
 }
 
 /* One query row against keys 0..T-1 of one kv head: the decode path, and
- * the reference for the GEMM path. q (hd), K/V rows strided by kv_dim. */
+ * the reference for the GEMM path. q (hd), K/V rows strided by kv_dim.
+ * Scores are eng_k_dot's 16-lane dot products (a serial sum over hd was a
+ * sixth of a decode step); the V sum vectorizes along hd. */
+ENG_K_CLONES
 static void attend_row(const float *q, const float *K, const float *V,
                        int T, int hd, int kv_dim, float scale, float *p,
                        float *out)
 {
-    for (int t = 0; t < T; t++) {
-        const float *k = K + (size_t)t * kv_dim;
-        float d = 0.0f;
-
-        for (int i = 0; i < hd; i++)
-            d += q[i] * k[i];
-        p[t] = d * scale;
-    }
+    for (int t = 0; t < T; t++)
+        p[t] = eng_k_dot(q, K + (size_t)t * kv_dim, hd) * scale;
     eng_k_softmax(p, T);
     memset(out, 0, (size_t)hd * sizeof(*out));
     for (int t = 0; t < T; t++) {
