@@ -55,6 +55,19 @@ static int check_val_dataset(api_call *c, const cJSON *o)
         return -1;
     if (!id)
         return 0;
+    /* A validation dataset replaces validation_split: both is ambiguous. */
+    const cJSON *hp = cJSON_GetObjectItemCaseSensitive(o, "hyperparameters");
+    const cJSON *vs[] = { cJSON_GetObjectItemCaseSensitive(o, "validation_split"),
+                          cJSON_IsObject(hp) ? cJSON_GetObjectItemCaseSensitive(
+                                                   hp, "validation_split")
+                                             : NULL };
+    for (int i = 0; i < 2; i++)
+        if (cJSON_IsNumber(vs[i]) && vs[i]->valuedouble != 0) {
+            api_error(c->res, 400, "invalid_parameter", "give either "
+                      "validation_split or a validation dataset, not both",
+                      -1, "validation_split");
+            return -1;
+        }
     int r = api_id_valid(id, "ds_")
                 ? store_dataset_get_for(c->ctx->db, id, api_owner(c), &ds)
                 : -ENOENT;

@@ -165,6 +165,13 @@ static void test_validation(t_env *e, const char *ds_id)
     bad_json_job(e, WITH_DS("\"hyperparameters\":{\"epochz\":1}"), 400, P, "epochz");
     bad_json_job(e, WITH_DS("\"hyperparameters\":[1]"), 400, P, "hyperparameters");
     bad_json_job(e, WITH_DS("\"validation_split\":0.9"), 400, P, "validation_split");
+    bad_json_job(e, WITH_DS("\"validation_split\":0.1,\"validation_file\":"
+                            "\"ds_0123456789abcdef01234567\""), 400, P,
+                 "validation_split");
+    bad_json_job(e, WITH_DS("\"hyperparameters\":{\"validation_split\":0.1},"
+                            "\"validation_dataset_id\":"
+                            "\"ds_0123456789abcdef01234567\""), 400, P,
+                 "validation_split");
     bad_json_job(e, WITH_DS("\"suffix\":\"a:b\""), 400, P, "suffix");
     bad_json_job(e, WITH_DS("\"suffix\":7"), 400, P, "suffix");
     bad_json_job(e, WITH_DS("\"colour\":\"red\""), 400, P, "colour");
@@ -196,6 +203,8 @@ static void test_validation(t_env *e, const char *ds_id)
     bad_query_job(e, "/jobs?bogus=1", 400, "bogus");
     bad_query_job(e, "/jobs?base_model=nope", 404, "base_model");
     bad_query_job(e, "/jobs?packing=maybe", 400, "packing");
+    bad_query_job(e, "/jobs?validation_split=0.2&validation_dataset_id="
+                  "ds_0123456789abcdef01234567", 400, "validation_split");
 
     t_resp t;
     t_call(e, "POST", "/jobs?epochs=1", "application/jsonl",
