@@ -574,6 +574,10 @@ void api_limits_default(api_limits *l)
     l->max_seq_len = 2048;
     l->max_gen_tokens = 2048;
     l->max_prompts = 64;
+    l->max_jobs_in_flight = 0;
+    l->max_storage_bytes = 0;
+    l->rate_limit_rpm = 0;
+    l->max_streams = 0;
 }
 
 void api_job_dir(const char *data_dir, const char *job_id, char *buf,
