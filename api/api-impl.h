@@ -52,6 +52,9 @@ enum {
     API_ADMIN = 1 << 13,      /* admin keys only (403 for members) */
     API_QUOTA_JOB = 1 << 14,  /* creates a job: jobs-in-flight quota */
     API_QUOTA_STORAGE = 1 << 15, /* may store a dataset: storage quota */
+    /* router.c: */
+    API_QUERY_ANY = 1 << 16,  /* query not checked by the router (the
+                                 handler checks it, or OpenAI leniency) */
 };
 
 typedef struct api_route {
@@ -59,6 +62,10 @@ typedef struct api_route {
     const char *pattern;      /* literal segments and at most one {id} */
     api_handler handler;
     unsigned flags;
+    /* The query parameters the route accepts, space-separated (NULL: none);
+     * any other is a 400 naming it before the handler runs, unless
+     * API_QUERY_ANY. */
+    const char *query;
 } api_route;
 
 /* ------------------------------------------------------------------------ */
@@ -114,10 +121,22 @@ int api_get_str(api_call *c, const cJSON *obj, const char *field,
 /* Query-string getters with the same contract (strict number syntax). */
 int api_query_int(api_call *c, const char *field, int64_t min, int64_t max,
                   int64_t def, int64_t *ret);
+/* A boolean parameter is exactly "true" or "false", on every route;
+ * anything else (including an empty value) is a 400 naming it. */
+int api_query_bool(api_call *c, const char *field, bool def, bool *ret);
+/* A text parameter: absent -> "" in buf; longer than maxlen bytes (buf
+ * holds at least maxlen + 1), not UTF-8 or with a NUL byte -> 400. */
+int api_query_str(api_call *c, const char *field, size_t maxlen, char *buf,
+                  size_t len);
+/* Every parameter of the query must be named in names (space-separated;
+ * NULL: none is accepted). -1 after a 400 naming the first other one. */
+int api_query_check(api_call *c, const char *names);
 
-/* Turns a query string into a JSON object: numbers, true/false, strings.
- * Returns NULL with a 400 sent for a malformed query. */
-cJSON *api_query_to_json(api_call *c);
+/* Turns a query string into a JSON object: numbers, true/false, strings;
+ * the parameters named in strings (NULL-terminated, may be NULL) stay
+ * strings whatever their text ("name=3" is the name "3"). Returns NULL with
+ * a 400 sent for a malformed query. */
+cJSON *api_query_to_json(api_call *c, const char *const *strings);
 
 /* mkdir -p for one level under data_dir; 0 or -errno. */
 int api_mkdir_p(const char *path);
@@ -211,8 +230,9 @@ const char *api_default_base(api_ctx *ctx);
 
 /* One event as the JSON list and the SSE stream show it. */
 cJSON *api_event_json(const store_event *e);
-/* Whether GET /jobs/{id}/events asks for SSE (?stream=true or Accept). */
-bool api_events_want_stream(const api_call *c);
+/* Whether GET /jobs/{id}/events asks for SSE: ?stream=true|false, else
+ * an Accept of text/event-stream. -1 after a 400 (a bad ?stream=). */
+int api_events_want_stream(api_call *c, bool *ret);
 /* Answers with the SSE stream of job c->id's events. */
 void api_events_stream(api_call *c);
 

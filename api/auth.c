@@ -428,17 +428,7 @@ int api_shared_param(api_call *c, const cJSON *obj, bool *ret)
     *ret = false;
     if (obj && cJSON_GetObjectItemCaseSensitive(obj, "shared"))
         return api_get_bool(c, obj, "shared", false, ret);
-    char v[16];
-    if (!api_query_get(c->req->query, "shared", v, sizeof(v)))
-        return 0;
-    if (!strcmp(v, "true") || !strcmp(v, "1")) {
-        *ret = true;
-    } else if (strcmp(v, "false") && strcmp(v, "0")) {
-        api_error(c->res, 400, "invalid_parameter",
-                  "shared must be true or false", -1, "shared");
-        return -1;
-    }
-    return 0;
+    return api_query_bool(c, "shared", false, ret);
 }
 
 void api_usage_add(api_ctx *ctx, const char *key_id, int64_t n)

@@ -127,24 +127,6 @@ int api_dataset_from_request(api_call *c, const char *name,
 /* ------------------------------------------------------------------------ */
 /* Handlers                                                                  */
 
-/* ?name= : optional display name, UTF-8, at most 255 bytes. */
-static int query_name(api_call *c, char *name, size_t len)
-{
-    char v[1024]; /* longer than any valid name: too long is an error, not
-                     silently cut */
-    name[0] = '\0';
-    if (!api_query_get(c->req->query, "name", v, sizeof(v)))
-        return 0;
-    size_t n = strlen(v);
-    if (n >= len || v[0] == '\x01' || !api_utf8_valid(v, n)) {
-        api_error(c->res, 400, "invalid_parameter",
-                  "name must be valid UTF-8, at most 255 bytes", -1, "name");
-        return -1;
-    }
-    memcpy(name, v, n + 1);
-    return 0;
-}
-
 void api_h_datasets_create(api_call *c)
 {
     if (api_content_type_is(c->req->content_type, "application/json")) {
@@ -156,7 +138,7 @@ void api_h_datasets_create(api_call *c)
     }
     char name[256];
     store_dataset d;
-    if (query_name(c, name, sizeof(name)) < 0 ||
+    if (api_query_str(c, "name", sizeof(name) - 1, name, sizeof(name)) < 0 ||
         api_dataset_from_request(c, name, &d) < 0)
         return;
     char loc[128];

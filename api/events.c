@@ -229,12 +229,11 @@ static void sse_free(void *ctx)
 /* ------------------------------------------------------------------------ */
 /* Handler side                                                              */
 
-bool api_events_want_stream(const api_call *c)
+int api_events_want_stream(api_call *c, bool *ret)
 {
-    char v[16];
-    if (api_query_get(c->req->query, "stream", v, sizeof(v)))
-        return strcmp(v, "true") == 0 || strcmp(v, "1") == 0;
-    return c->req->accept && strstr(c->req->accept, "text/event-stream");
+    bool accept = c->req->accept && strstr(c->req->accept,
+                                           "text/event-stream");
+    return api_query_bool(c, "stream", accept, ret);
 }
 
 /* Last-Event-ID, else ?after=, else 0. -1 after a 400. */

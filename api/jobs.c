@@ -319,7 +319,8 @@ static void create_json(api_call *c)
     char *owned = NULL, err[160];
     const char *body;
     size_t len;
-    if (api_body_load(c, &owned, &body, &len) < 0)
+    if (api_query_check(c, "dry_run shared") < 0 ||
+        api_body_load(c, &owned, &body, &len) < 0)
         return;
     cJSON *o = api_json_parse(body, len, err, sizeof(err));
     free(owned);
@@ -375,14 +376,19 @@ static const char *const query_keys[] = { "base_model", "suffix", "name",
                                           "priority", "webhook_url",
                                           "webhook_secret",
                                           "validation_dataset_id", NULL };
+/* Those whose value is text whatever it looks like (name=3, suffix=2024). */
+static const char *const query_strings[] = { "base_model", "suffix", "name",
+                                             "webhook_url", "webhook_secret",
+                                             "validation_dataset_id", NULL };
 
 static void create_jsonl(api_call *c)
 {
     job_req jr = { 0 };
-    cJSON *q = api_query_to_json(c);
-    const cJSON *name;
+    cJSON *q = api_query_to_json(c, query_strings);
+    const char *name;
     if (!q || check_keys(c, q, query_keys, api_hparam_names) < 0 ||
         check_idempotency_key(c) < 0 ||
+        api_get_str(c, q, "name", 255, NULL, &name) < 0 ||
         api_get_str(c, q, "base_model", 127, api_default_base(c->ctx),
                     &jr.base) < 0 ||
         api_get_str(c, q, "suffix", 64, NULL, &jr.suffix) < 0 ||
@@ -390,7 +396,6 @@ static void create_jsonl(api_call *c)
         api_shared_param(c, NULL, &jr.shared) < 0 ||
         check_suffix(c, jr.suffix) < 0 || check_base(c, &jr) < 0)
         goto out;
-    name = cJSON_GetObjectItemCaseSensitive(q, "name");
     cJSON *hp = cJSON_Duplicate(q, true);
     for (int i = 0; hp && query_keys[i]; i++)
         cJSON_DeleteItemFromObjectCaseSensitive(hp, query_keys[i]);
@@ -401,9 +406,7 @@ static void create_jsonl(api_call *c)
             api_error(c->res, 503, "out_of_memory", "out of memory", -1, NULL);
         goto out;
     }
-    if (api_dataset_from_request(c, cJSON_IsString(name) ? name->valuestring
-                                                         : NULL,
-                                 &jr.ds) < 0)
+    if (api_dataset_from_request(c, name, &jr.ds) < 0)
         goto out;
     jr.ds_created = true;
     insert_job(c, &jr);
@@ -412,25 +415,10 @@ out:
     job_req_done(&jr);
 }
 
-/* ?dry_run=true|false (both forms). -1 after a 400. */
-static int query_dry_run(api_call *c)
-{
-    char v[16];
-    if (!api_query_get(c->req->query, "dry_run", v, sizeof(v)))
-        return 0;
-    if (strcmp(v, "true") && strcmp(v, "1") && strcmp(v, "false") &&
-        strcmp(v, "0")) {
-        api_error(c->res, 400, "invalid_parameter",
-                  "dry_run must be true or false", -1, "dry_run");
-        return -1;
-    }
-    c->dry_run = !strcmp(v, "true") || !strcmp(v, "1");
-    return 0;
-}
-
 void api_h_jobs_create(api_call *c)
 {
-    if (query_dry_run(c) < 0)
+    /* ?dry_run=true|false in both forms */
+    if (api_query_bool(c, "dry_run", false, &c->dry_run) < 0)
         return;
     if (api_content_type_is(c->req->content_type, "application/json"))
         create_json(c);
@@ -540,7 +528,10 @@ void api_h_jobs_cancel(api_call *c)
 void api_h_jobs_events(api_call *c)
 {
     int64_t after, limit;
-    if (api_events_want_stream(c)) {
+    bool stream;
+    if (api_events_want_stream(c, &stream) < 0)
+        return;
+    if (stream) {
         api_events_stream(c);
         return;
     }

@@ -410,45 +410,21 @@ void api_h_oai_jobs_cancel(api_call *c)
         reply_job(c, c->id);
 }
 
-/* pause and resume: the native controls of the store (store/jobs.c). */
-static void control(api_call *c, bool pause)
-{
-    store_job j;
-    char status[16] = "";
-    if (get_job(c, &j) < 0)
-        return;
-    store_job_done(&j);
-    int r = pause ? store_job_control(c->ctx->db, c->id, "pause", status)
-                  : store_job_resume(c->ctx->db, c->id);
-    if (r == -EBUSY) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "the job is %s: only a %s job can be %s",
-                 j.status, pause ? "queued or running" : "paused",
-                 pause ? "paused" : "resumed");
-        api_error(c->res, 409, "invalid_state", msg, -1, "id");
-        return;
-    }
-    if (r < 0) {
-        api_reply_errno(c, r, "could not change the job");
-        return;
-    }
-    const char *msg = !pause ? "Job resumed"
-                      : !strcmp(status, "paused") ? "Job paused"
-                                                  : "Pause requested";
-    store_event_add(c->ctx->db, c->id, "info", "status", msg, NULL, NULL);
-    if (c->ctx->notify_jobs)
-        c->ctx->notify_jobs(c->ctx->notify_user);
-    reply_job(c, c->id);
-}
-
+/* pause and resume: the native handlers (jobctl.c), so both families
+ * answer a conflict with the same codes (409 invalid_state, job_finished
+ * once the job has ended), then OpenAI's job object. */
 void api_h_oai_jobs_pause(api_call *c)
 {
-    control(c, true);
+    api_h_jobs_pause(c);
+    if (c->res->status == 200)
+        reply_job(c, c->id);
 }
 
 void api_h_oai_jobs_resume(api_call *c)
 {
-    control(c, false);
+    api_h_jobs_resume(c);
+    if (c->res->status == 200)
+        reply_job(c, c->id);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -2,8 +2,8 @@
 /*
  * router.c - the route table and api_dispatch().
  *
- * Every route is one row: method, pattern, handler, flags. Dispatch is
- * generic and runs, in order:
+ * Every route is one row: method, pattern, handler, flags, query
+ * parameters. Dispatch is generic and runs, in order:
  *   1. match the path against every pattern ({id} matches one segment);
  *      no pattern matches: 404; OPTIONS: CORS preflight 204 with the
  *      methods of the matching rows; no row for the method: 405 + Allow;
@@ -11,9 +11,11 @@
  *   3. the {id} is checked against the route's id pattern (ds_<hex>,
  *      job_<hex>) before anything touches the disk or the database, so path
  *      traversal and junk ids are a plain 404;
- *   4. API_BODY_JSON routes get the body checked (Content-Type, UTF-8,
+ *   4. the query parameters are checked against the route's list (400
+ *      naming an unknown one), unless API_QUERY_ANY;
+ *   5. API_BODY_JSON routes get the body checked (Content-Type, UTF-8,
  *      JSON object) and parsed into c->json;
- *   5. the handler runs, and CORS headers are added to whatever it answered.
+ *   6. the handler runs, and CORS headers are added to whatever it answered.
  */
 #include "api/oai_serve.h" /* includes api-impl.h */
 #include "api/api-impl.h"
@@ -23,78 +25,97 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The fifth column lists the query parameters a route takes (NULL: none);
+ * the router answers any other with a 400 naming it, so a typo never passes
+ * silently. The OpenAI routes (/v1) are lenient, like OpenAI itself, since
+ * the SDKs send parameters Tuna does not use (order, metadata[...]); so is
+ * the dashboard. POST /jobs checks its own: its JSONL form takes every
+ * hyperparameter. */
 static const api_route routes[] = {
-    { "GET", "/health", api_h_health, API_PUBLIC },
+    { "GET", "/health", api_h_health, API_PUBLIC, NULL },
     { "POST", "/datasets", api_h_datasets_create,
-      API_BODY_ANY | API_QUOTA_STORAGE },
-    { "GET", "/datasets", api_h_datasets_list, 0 },
-    { "GET", "/datasets/{id}", api_h_datasets_get, API_ID_DS },
-    { "DELETE", "/datasets/{id}", api_h_datasets_delete, API_ID_DS },
+      API_BODY_ANY | API_QUOTA_STORAGE, "name shared" },
+    { "GET", "/datasets", api_h_datasets_list, 0, "limit" },
+    { "GET", "/datasets/{id}", api_h_datasets_get, API_ID_DS, NULL },
+    { "DELETE", "/datasets/{id}", api_h_datasets_delete, API_ID_DS, NULL },
     { "POST", "/jobs", api_h_jobs_create,
-      API_BODY_ANY | API_QUOTA_JOB | API_QUOTA_STORAGE },
-    { "GET", "/jobs", api_h_jobs_list, 0 },
-    { "GET", "/jobs/{id}", api_h_jobs_get, API_ID_JOB },
-    { "POST", "/jobs/{id}/cancel", api_h_jobs_cancel, API_ID_JOB },
-    { "GET", "/jobs/{id}/events", api_h_jobs_events, API_ID_JOB },
-    { "POST", "/jobs/{id}/pause", api_h_jobs_pause, API_ID_JOB },
-    { "POST", "/jobs/{id}/resume", api_h_jobs_resume, API_ID_JOB },
-    { "POST", "/jobs/{id}/stop", api_h_jobs_stop, API_ID_JOB },
+      API_BODY_ANY | API_QUOTA_JOB | API_QUOTA_STORAGE | API_QUERY_ANY, NULL },
+    { "GET", "/jobs", api_h_jobs_list, 0, "status limit" },
+    { "GET", "/jobs/{id}", api_h_jobs_get, API_ID_JOB, NULL },
+    { "POST", "/jobs/{id}/cancel", api_h_jobs_cancel, API_ID_JOB, NULL },
+    { "GET", "/jobs/{id}/events", api_h_jobs_events, API_ID_JOB,
+      "after limit stream" },
+    { "POST", "/jobs/{id}/pause", api_h_jobs_pause, API_ID_JOB, NULL },
+    { "POST", "/jobs/{id}/resume", api_h_jobs_resume, API_ID_JOB, NULL },
+    { "POST", "/jobs/{id}/stop", api_h_jobs_stop, API_ID_JOB, NULL },
     { "POST", "/jobs/{id}/priority", api_h_jobs_priority,
-      API_ID_JOB | API_BODY_JSON },
-    { "GET", "/jobs/{id}/checkpoints", api_h_jobs_checkpoints, API_ID_JOB },
-    { "GET", "/jobs/{id}/metrics.csv", api_h_jobs_metrics_csv, API_ID_JOB },
-    { "GET", "/jobs/{id}/report", api_h_jobs_report, API_ID_JOB },
-    { "POST", "/generate", api_h_generate, API_BODY_JSON },
+      API_ID_JOB | API_BODY_JSON, NULL },
+    { "GET", "/jobs/{id}/checkpoints", api_h_jobs_checkpoints, API_ID_JOB,
+      NULL },
+    { "GET", "/jobs/{id}/metrics.csv", api_h_jobs_metrics_csv, API_ID_JOB,
+      NULL },
+    { "GET", "/jobs/{id}/report", api_h_jobs_report, API_ID_JOB, NULL },
+    { "POST", "/generate", api_h_generate, API_BODY_JSON, NULL },
     /* OpenAI-compatible serving (oai_serve.c) */
-    { "GET", "/v1/models", api_h_v1_models, 0 },
-    { "GET", "/v1/models/{id}", api_h_v1_model_get, 0 },
-    { "POST", "/v1/completions", api_h_v1_completions, API_BODY_JSON },
-    { "POST", "/v1/chat/completions", api_h_v1_chat, API_BODY_JSON },
+    { "GET", "/v1/models", api_h_v1_models, API_QUERY_ANY, NULL },
+    { "GET", "/v1/models/{id}", api_h_v1_model_get, API_QUERY_ANY, NULL },
+    { "POST", "/v1/completions", api_h_v1_completions,
+      API_BODY_JSON | API_QUERY_ANY, NULL },
+    { "POST", "/v1/chat/completions", api_h_v1_chat,
+      API_BODY_JSON | API_QUERY_ANY, NULL },
     { "POST", "/v1/load_lora_adapter", api_h_v1_load_lora,
-      API_BODY_JSON | API_ADMIN },
+      API_BODY_JSON | API_ADMIN | API_QUERY_ANY, NULL },
     { "POST", "/v1/unload_lora_adapter", api_h_v1_unload_lora,
-      API_BODY_JSON | API_ADMIN },
-    { "GET", "/models", api_h_models_list, 0 },
+      API_BODY_JSON | API_ADMIN | API_QUERY_ANY, NULL },
+    { "GET", "/models", api_h_models_list, 0, NULL },
     /* models, tokenizers, adapters in and out (models.c, tokenize.c,
      * adapter_export.c, adapters.c) */
-    { "POST", "/models/rescan", api_h_models_rescan, 0 },
-    { "POST", "/tokenize", api_h_tokenize, API_BODY_JSON },
-    { "POST", "/detokenize", api_h_detokenize, API_BODY_JSON },
-    { "POST", "/apply-template", api_h_apply_template, API_BODY_JSON },
-    { "GET", "/jobs/{id}/adapter", api_h_jobs_adapter, API_ID_JOB },
-    { "POST", "/adapters", api_h_adapters_import, API_BODY_ANY },
-    { "DELETE", "/adapters/{id}", api_h_adapters_delete, 0 },
+    { "POST", "/models/rescan", api_h_models_rescan, 0, NULL },
+    { "POST", "/tokenize", api_h_tokenize, API_BODY_JSON, NULL },
+    { "POST", "/detokenize", api_h_detokenize, API_BODY_JSON, NULL },
+    { "POST", "/apply-template", api_h_apply_template, API_BODY_JSON, NULL },
+    { "GET", "/jobs/{id}/adapter", api_h_jobs_adapter, API_ID_JOB,
+      "format dtype" },
+    { "POST", "/adapters", api_h_adapters_import, API_BODY_ANY,
+      "name base_model" },
+    { "DELETE", "/adapters/{id}", api_h_adapters_delete, 0, NULL },
     /* OpenAI's files and fine-tuning API (openai*.c) */
     { "POST", "/v1/files", api_h_oai_files_create,
-      API_BODY_ANY | API_QUOTA_STORAGE },
-    { "GET", "/v1/files", api_h_oai_files_list, 0 },
-    { "GET", "/v1/files/{id}", api_h_oai_files_get, API_ID_DS },
-    { "DELETE", "/v1/files/{id}", api_h_oai_files_delete, API_ID_DS },
-    { "GET", "/v1/files/{id}/content", api_h_oai_files_content, API_ID_DS },
+      API_BODY_ANY | API_QUOTA_STORAGE | API_QUERY_ANY, NULL },
+    { "GET", "/v1/files", api_h_oai_files_list, API_QUERY_ANY, NULL },
+    { "GET", "/v1/files/{id}", api_h_oai_files_get,
+      API_ID_DS | API_QUERY_ANY, NULL },
+    { "DELETE", "/v1/files/{id}", api_h_oai_files_delete,
+      API_ID_DS | API_QUERY_ANY, NULL },
+    { "GET", "/v1/files/{id}/content", api_h_oai_files_content,
+      API_ID_DS | API_QUERY_ANY, NULL },
     { "POST", "/v1/fine_tuning/jobs", api_h_oai_jobs_create,
-      API_BODY_JSON | API_QUOTA_JOB },
-    { "GET", "/v1/fine_tuning/jobs", api_h_oai_jobs_list, 0 },
-    { "GET", "/v1/fine_tuning/jobs/{id}", api_h_oai_jobs_get, API_ID_JOB },
+      API_BODY_JSON | API_QUOTA_JOB | API_QUERY_ANY, NULL },
+    { "GET", "/v1/fine_tuning/jobs", api_h_oai_jobs_list, API_QUERY_ANY,
+      NULL },
+    { "GET", "/v1/fine_tuning/jobs/{id}", api_h_oai_jobs_get,
+      API_ID_JOB | API_QUERY_ANY, NULL },
     { "POST", "/v1/fine_tuning/jobs/{id}/cancel", api_h_oai_jobs_cancel,
-      API_ID_JOB },
+      API_ID_JOB | API_QUERY_ANY, NULL },
     { "POST", "/v1/fine_tuning/jobs/{id}/pause", api_h_oai_jobs_pause,
-      API_ID_JOB },
+      API_ID_JOB | API_QUERY_ANY, NULL },
     { "POST", "/v1/fine_tuning/jobs/{id}/resume", api_h_oai_jobs_resume,
-      API_ID_JOB },
+      API_ID_JOB | API_QUERY_ANY, NULL },
     { "GET", "/v1/fine_tuning/jobs/{id}/events", api_h_oai_jobs_events,
-      API_ID_JOB },
+      API_ID_JOB | API_QUERY_ANY, NULL },
     { "GET", "/v1/fine_tuning/jobs/{id}/checkpoints",
-      api_h_oai_jobs_checkpoints, API_ID_JOB },
+      api_h_oai_jobs_checkpoints, API_ID_JOB | API_QUERY_ANY, NULL },
     { "POST", "/datasets/{id}/share", api_h_datasets_share,
-      API_ID_DS | API_BODY_JSON },
-    { "POST", "/jobs/{id}/share", api_h_jobs_share, API_ID_JOB | API_BODY_JSON },
-    { "GET", "/usage", api_h_usage, 0 },
-    { "GET", "/keys", api_h_keys_list, API_ADMIN },
-    { "GET", "/metrics", api_h_metrics, API_ADMIN },
+      API_ID_DS | API_BODY_JSON, NULL },
+    { "POST", "/jobs/{id}/share", api_h_jobs_share, API_ID_JOB | API_BODY_JSON,
+      NULL },
+    { "GET", "/usage", api_h_usage, 0, NULL },
+    { "GET", "/keys", api_h_keys_list, API_ADMIN, NULL },
+    { "GET", "/metrics", api_h_metrics, API_ADMIN, NULL },
     /* the dashboard (ui.c): files built into the binary */
-    { "GET", "/", api_h_ui, API_PUBLIC },
-    { "GET", "/ui", api_h_ui, API_PUBLIC },
-    { "GET", "/ui/{id}", api_h_ui, API_PUBLIC },
+    { "GET", "/", api_h_ui, API_PUBLIC | API_QUERY_ANY, NULL },
+    { "GET", "/ui", api_h_ui, API_PUBLIC | API_QUERY_ANY, NULL },
+    { "GET", "/ui/{id}", api_h_ui, API_PUBLIC | API_QUERY_ANY, NULL },
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -294,6 +315,8 @@ static void route(api_call *c)
         return;
     }
     if (!check_id(c, rt->flags) || !api_auth_resource(c, rt->flags))
+        return;
+    if (!(rt->flags & API_QUERY_ANY) && api_query_check(c, rt->query) < 0)
         return;
     if ((rt->flags & API_BODY_JSON) && !check_json_body(c))
         return;

@@ -282,7 +282,15 @@ static bool parse_number(const char *s, double *ret)
     return true;
 }
 
-cJSON *api_query_to_json(api_call *c)
+static bool name_in(const char *const *names, const char *name)
+{
+    for (int i = 0; names && names[i]; i++)
+        if (!strcmp(names[i], name))
+            return true;
+    return false;
+}
+
+cJSON *api_query_to_json(api_call *c, const char *const *strings)
 {
     cJSON *o = cJSON_CreateObject();
     char name[64], v[1024];
@@ -298,7 +306,9 @@ cJSON *api_query_to_json(api_call *c)
         }
         double d;
         cJSON *item;
-        if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
+        if (name_in(strings, name))
+            item = cJSON_CreateString(v);
+        else if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
             item = cJSON_CreateBool(v[0] == 't');
         else if (parse_number(v, &d))
             item = cJSON_CreateNumber(d);
@@ -425,6 +435,71 @@ int api_query_int(api_call *c, const char *field, int64_t min, int64_t max,
         return -1;
     }
     *ret = (int64_t)d;
+    return 0;
+}
+
+int api_query_bool(api_call *c, const char *field, bool def, bool *ret)
+{
+    char v[16];
+    if (!api_query_get(c->req->query, field, v, sizeof(v))) {
+        *ret = def;
+        return 0;
+    }
+    if (strcmp(v, "true") && strcmp(v, "false")) {
+        bad_field(c, field, "%s must be true or false", field);
+        return -1;
+    }
+    *ret = v[0] == 't';
+    return 0;
+}
+
+int api_query_str(api_call *c, const char *field, size_t maxlen, char *buf,
+                  size_t len)
+{
+    char v[1024]; /* longer than any valid value: too long is an error, not
+                     silently cut */
+    buf[0] = '\0';
+    if (!api_query_get(c->req->query, field, v, sizeof(v)))
+        return 0;
+    size_t n = strlen(v);
+    if (n > maxlen || n >= len || v[0] == '\x01' || !api_utf8_valid(v, n)) {
+        bad_field(c, field, "%s must be valid UTF-8, at most %zu bytes", field,
+                  maxlen);
+        return -1;
+    }
+    memcpy(buf, v, n + 1);
+    return 0;
+}
+
+/* Whether name is one of the space-separated words of names. */
+static bool word_in(const char *names, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = names; p && *p;) {
+        size_t w = strcspn(p, " ");
+        if (w == n && !strncmp(p, name, n))
+            return true;
+        p += w;
+        p += strspn(p, " ");
+    }
+    return false;
+}
+
+int api_query_check(api_call *c, const char *names)
+{
+    char name[64], v[1024];
+    size_t pos = 0;
+    while (api_query_next(c->req->query, &pos, name, sizeof(name), v,
+                          sizeof(v))) {
+        if (!word_in(names, name)) {
+            char msg[256];
+            snprintf(msg, sizeof(msg),
+                     "unknown query parameter '%.64s' (this route takes %s)",
+                     name, names ? names : "none");
+            api_error(c->res, 400, "invalid_parameter", msg, -1, name);
+            return -1;
+        }
+    }
     return 0;
 }
 

@@ -235,7 +235,9 @@ static void test_idempotency(t_env *e)
     t_resp_done(&b);
     t_resp_done(&l1);
     t_resp_done(&l2);
-    /* the JSON form honours it too */
+    /* the JSON form honours it too (its settings are in the body: a query
+     * parameter other than dry_run and shared is a 400) */
+    req.query = NULL;
     req.content_type = "application/json";
     req.body = "{\"training_data\":[{\"text\":\"x\"}]}";
     req.body_len = strlen(req.body);
@@ -297,6 +299,126 @@ static void test_list_cancel_events(t_env *e, const char *job_id)
     t_resp_done(&t);
 }
 
+static void check_400(t_env *e, const char *method, const char *path,
+                      const char *ct, const char *body, const char *field)
+{
+    t_resp t;
+    t_call(e, method, path, ct, body, &t);
+    CHECK_ERROR(&t, 400, "invalid_parameter", -1, field);
+    t_resp_done(&t);
+}
+
+/* Boolean query parameters are "true" or "false" on every route; unknown
+ * parameters of native routes are a 400 naming them; /v1 is lenient. */
+static void test_query_params(t_env *e, const char *job_id)
+{
+    t_resp t;
+    char p[160];
+    snprintf(p, sizeof(p), "/jobs/%s/events?stream=maybe", job_id);
+    check_400(e, "GET", p, NULL, NULL, "stream");
+    snprintf(p, sizeof(p), "/jobs/%s/events?stream=1", job_id);
+    check_400(e, "GET", p, NULL, NULL, "stream");
+    snprintf(p, sizeof(p), "/jobs/%s/events?stream=false", job_id);
+    CHECK_INT(t_call(e, "GET", p, NULL, NULL, &t), 200);
+    CHECK_STR(t_str(t.json, "object"), "list");
+    t_resp_done(&t);
+    check_400(e, "POST", "/jobs?dry_run=maybe", "application/jsonl", zog,
+              "dry_run");
+    check_400(e, "POST", "/jobs?dry_run=1", "application/jsonl", zog,
+              "dry_run");
+    check_400(e, "POST", "/jobs?shared=yes", "application/jsonl", zog,
+              "shared");
+    check_400(e, "POST", "/datasets?shared=maybe", "application/jsonl", zog,
+              "shared");
+
+    check_400(e, "GET", "/datasets?bogus=1", NULL, NULL, "bogus");
+    check_400(e, "GET", "/jobs?limit=5&bogus", NULL, NULL, "bogus");
+    check_400(e, "GET", "/models?x=1", NULL, NULL, "x");
+    snprintf(p, sizeof(p), "/jobs/%s?verbose=true", job_id);
+    check_400(e, "GET", p, NULL, NULL, "verbose");
+    snprintf(p, sizeof(p), "/jobs/%s/events?limit=5&stream=false&after=0",
+             job_id);
+    CHECK_INT(t_call(e, "GET", p, NULL, NULL, &t), 200);
+    t_resp_done(&t);
+    /* the JSON form of POST /jobs takes only dry_run and shared */
+    check_400(e, "POST", "/jobs?epochs=3", "application/json",
+              "{\"training_data\":[{\"text\":\"a\"}]}", "epochs");
+    CHECK_INT(t_call(e, "POST", "/jobs?dry_run=true&shared=false",
+                     "application/json",
+                     "{\"training_data\":[{\"text\":\"a b\"}]}", &t), 200);
+    t_resp_done(&t);
+    /* OpenAI's routes ignore what the SDKs send beyond Tuna's needs */
+    CHECK_INT(t_call(e, "GET", "/v1/fine_tuning/jobs?limit=2&metadata[k]=v",
+                     NULL, NULL, &t), 200);
+    t_resp_done(&t);
+    CHECK_INT(t_call(e, "GET", "/v1/files?order=desc&purpose=fine-tune",
+                     NULL, NULL, &t), 200);
+    t_resp_done(&t);
+}
+
+/* ?name= of the JSONL form: text whatever it looks like, 255 bytes at most
+ * (as for POST /datasets); the same for suffix. */
+static void test_jsonl_name(t_env *e)
+{
+    t_resp t;
+    char path[512];
+    CHECK_INT(t_call(e, "POST", "/jobs?name=3&suffix=2024", "application/jsonl",
+                     zog, &t), 201);
+    CHECK_STR(t_str(t.json, "suffix"), "2024");
+    snprintf(path, sizeof(path), "/datasets/%s", t_str(t.json, "dataset_id"));
+    t_resp_done(&t);
+    CHECK_INT(t_call(e, "GET", path, NULL, NULL, &t), 200);
+    CHECK_STR(t_str(t.json, "name"), "3");
+    t_resp_done(&t);
+
+    char q[512];
+    int n = snprintf(q, sizeof(q), "/jobs?dry_run=true&name=");
+    memset(q + n, 'n', 256);
+    q[n + 256] = '\0';
+    check_400(e, "POST", q, "application/jsonl", zog, "name");
+    q[n + 255] = '\0';   /* 255 bytes: fine */
+    CHECK_INT(t_call(e, "POST", q, "application/jsonl", zog, &t), 200);
+    t_resp_done(&t);
+}
+
+/* pause/resume conflicts: the same codes on the native and /v1 routes. */
+static void test_control_codes(t_env *e, const char *finished_id)
+{
+    static const char *const fmt[] = { "/jobs/%s/%s",
+                                       "/v1/fine_tuning/jobs/%s/%s" };
+    t_resp t;
+    char p[160], queued[64];
+    CHECK_INT(t_call(e, "POST", "/jobs?suffix=ctl", "application/jsonl", zog,
+                     &t), 201);
+    snprintf(queued, sizeof(queued), "%s", t_str(t.json, "id"));
+    t_resp_done(&t);
+    for (int i = 0; i < 2; i++) {
+        const cJSON *err;
+        snprintf(p, sizeof(p), fmt[i], finished_id, "pause");
+        t_call(e, "POST", p, NULL, NULL, &t);
+        CHECK_ERROR(&t, 409, "job_finished", -1, NULL);
+        err = cJSON_GetObjectItemCaseSensitive(t.json, "error");
+        CHECK(i == 0 || t_str(err, "type") != NULL);   /* OpenAI's shape */
+        t_resp_done(&t);
+        snprintf(p, sizeof(p), fmt[i], finished_id, "resume");
+        t_call(e, "POST", p, NULL, NULL, &t);
+        CHECK_ERROR(&t, 409, "job_finished", -1, NULL);
+        t_resp_done(&t);
+        snprintf(p, sizeof(p), fmt[i], queued, "resume");
+        t_call(e, "POST", p, NULL, NULL, &t);
+        CHECK_ERROR(&t, 409, "invalid_state", -1, NULL);
+        t_resp_done(&t);
+    }
+    snprintf(p, sizeof(p), fmt[1], queued, "pause");
+    CHECK_INT(t_call(e, "POST", p, NULL, NULL, &t), 200);
+    CHECK_STR(t_str(t.json, "object"), "fine_tuning.job");
+    CHECK_STR(t_str(t.json, "status"), "paused");
+    t_resp_done(&t);
+    snprintf(p, sizeof(p), fmt[0], queued, "cancel");
+    CHECK_INT(t_call(e, "POST", p, NULL, NULL, &t), 200);
+    t_resp_done(&t);
+}
+
 int main(void)
 {
     t_env e;
@@ -307,6 +429,9 @@ int main(void)
     test_validation(&e, ds_id);
     test_idempotency(&e);
     test_list_cancel_events(&e, job_id);
+    test_query_params(&e, job_id);
+    test_jsonl_name(&e);
+    test_control_codes(&e, job_id);
     t_env_done(&e);
     return t_finish("test_jobs");
 }
