@@ -514,6 +514,12 @@ int srv_config_parse_serve(srv_config *c, int argc, char **argv)
     return 0;
 }
 
+/* Options whose values config check must not print. */
+static bool is_secret(const char *name)
+{
+    return !strcmp(name, "webhook-secret");
+}
+
 void srv_config_print(const srv_config *c, FILE *f)
 {
     if (c->config_path)
@@ -533,6 +539,8 @@ void srv_config_print(const srv_config *c, FILE *f)
             snprintf(val, sizeof val, "%d", c->threads);
         else if (!strcmp(o->name, "embedded-dir"))
             snprintf(val, sizeof val, "%s", c->embedded_dir);
+        else if (is_secret(o->name) && c->text[i])
+            snprintf(val, sizeof val, "%s", "(set)");
         else
             snprintf(val, sizeof val, "%s", c->text[i] ? c->text[i] : o->def);
         fprintf(f, "%-20s = %-24s # %s\n", key, val,

@@ -69,7 +69,8 @@ typedef struct srv_option {
 extern const srv_option srv_config_options[];
 /* The option's environment variable name into buf. */
 void srv_config_env_name(const char *name, char *buf, size_t len);
-/* Prints every option as "name = value  # origin" (tunad config check). */
+/* Prints every option as "name = value  # origin" (tunad config check);
+ * a secret's value shows as "(set)". */
 void srv_config_print(const srv_config *c, FILE *f);
 /* Checks what parsing cannot (files readable, TLS pair); prints each
  * problem to f. Returns the number of problems. */

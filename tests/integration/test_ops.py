@@ -72,7 +72,8 @@ def main():
         with open(inline, "w") as f:
             f.write("host = 127.0.0.2   # behind the proxy\n"
                     "log_format = json ; one object a line\n"
-                    "webhook_secret = \"a # b\"  # quoted keeps it\n"
+                    "lora_dirs = \"a # b\"  # quoted keeps it\n"
+                    "webhook_secret = \"s3cr3t # x\"\n"
                     "cors_origins = http://x#y\n")
         r = run(["config", "check", "--config", inline])
         assert r.returncode == 0, r
@@ -80,7 +81,10 @@ def main():
                  if "=" in l and not l.startswith("#")}
         assert re.search(r"= 127\.0\.0\.2 +# file", lines["host"]), lines
         assert re.search(r"= json +# file", lines["log_format"]), lines
-        assert "= a # b " in lines["webhook_secret"], lines
+        assert "= a # b " in lines["lora_dirs"], lines
+        # secrets are never printed, only that they are set
+        assert re.search(r"= \(set\) +# file", lines["webhook_secret"]), lines
+        assert "s3cr3t" not in r.stdout + r.stderr, r.stdout
         assert "= http://x#y " in lines["cors_origins"], lines
         root = tunalib.source_root()     # the shipped example parses
         r = run(["config", "check", "--config",
