@@ -58,35 +58,9 @@ static const char SQL_WH_LIST[] =
 /* ------------------------------------------------------------------------ */
 /* Checkpoints                                                               */
 
-int store_checkpoint_add(store *s, const store_checkpoint *c)
+static int read_ckpt(sqlite3_stmt *st, void *row)
 {
-    if (!c || !c->job_id[0] || c->step < 0 || !c->path[0])
-        return -EINVAL;
-    int r = 0;
-    store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_CKPT_ADD);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, c->job_id);
-    sqlite3_bind_int(st, 2, c->step);
-    store_bind_text(st, 3, c->path);
-    store_bind_real(st, 4, c->train_loss);
-    store_bind_real(st, 5, c->val_loss);
-    store_bind_real(st, 6, c->val_accuracy);
-    sqlite3_bind_int64(st, 7, c->created_at > 0 ? c->created_at : store_now());
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-out:
-    store_unlock(s);
-    return r;
-}
-
-static void read_ckpt(sqlite3_stmt *st, store_checkpoint *c)
-{
+    store_checkpoint *c = row;
     memset(c, 0, sizeof(*c));
     store_col_text(st, 0, c->job_id, sizeof(c->job_id));
     c->step = sqlite3_column_int(st, 1);
@@ -95,6 +69,22 @@ static void read_ckpt(sqlite3_stmt *st, store_checkpoint *c)
     c->val_loss = store_col_real(st, 4);
     c->val_accuracy = store_col_real(st, 5);
     c->created_at = store_col_int64(st, 6);
+    return 0;
+}
+
+static const store_rowtype ckpt_row = { sizeof(store_checkpoint), read_ckpt,
+                                        NULL };
+
+int store_checkpoint_add(store *s, const store_checkpoint *c)
+{
+    if (!c || !c->job_id[0] || c->step < 0 || !c->path[0])
+        return -EINVAL;
+    store_lock(s);
+    int r = store_exec(s, SQL_CKPT_ADD, NULL, "titrrrI", c->job_id, c->step,
+                       c->path, c->train_loss, c->val_loss, c->val_accuracy,
+                       c->created_at > 0 ? c->created_at : store_now());
+    store_unlock(s);
+    return r;
 }
 
 int store_checkpoint_list(store *s, const char *job_id,
@@ -102,40 +92,11 @@ int store_checkpoint_list(store *s, const char *job_id,
 {
     if (!job_id || !ret || !ret_n)
         return -EINVAL;
-    store_checkpoint *v = NULL;
-    int n = 0, cap = 0, r = 0, rc;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_CKPT_LIST);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, job_id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            int ncap = cap ? cap * 2 : 16;
-            store_checkpoint *nv = realloc(v, (size_t)ncap * sizeof(*v));
-            if (!nv) {
-                r = -ENOMEM;
-                break;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        read_ckpt(st, &v[n++]);
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-    sqlite3_reset(st);
-out:
+    int r = store_query_rows(s, SQL_CKPT_LIST, &ckpt_row, (void **)ret, ret_n,
+                             "t", job_id);
     store_unlock(s);
-    if (r < 0) {
-        free(v);
-        return r;
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
+    return r;
 }
 
 int store_checkpoint_get(store *s, const char *job_id, int step,
@@ -143,60 +104,32 @@ int store_checkpoint_get(store *s, const char *job_id, int step,
 {
     if (!job_id || !ret)
         return -EINVAL;
-    int r = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_CKPT_GET);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, job_id);
-    sqlite3_bind_int(st, 2, step);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        read_ckpt(st, ret);
-    else
-        r = rc == SQLITE_DONE ? -ENOENT : store_fail(s, rc);
-    sqlite3_reset(st);
-out:
-    store_unlock(s);
-    return r;
-}
-
-static int delete_ckpts(store *s, const char *sql, const char *job_id,
-                        int step)
-{
-    if (!job_id)
-        return -EINVAL;
-    int r = 0;
-    store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, sql);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, job_id);
-    if (sql == SQL_CKPT_DELETE)
-        sqlite3_bind_int(st, 2, step);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-    else if (sql == SQL_CKPT_DELETE && sqlite3_changes(s->db) == 0)
-        r = -ENOENT;
-out:
+    int r = store_query_row(s, SQL_CKPT_GET, &ckpt_row, ret, "ti", job_id,
+                            step);
     store_unlock(s);
     return r;
 }
 
 int store_checkpoint_delete(store *s, const char *job_id, int step)
 {
-    return delete_ckpts(s, SQL_CKPT_DELETE, job_id, step);
+    if (!job_id)
+        return -EINVAL;
+    int changed = 0;
+    store_lock(s);
+    int r = store_exec(s, SQL_CKPT_DELETE, &changed, "ti", job_id, step);
+    store_unlock(s);
+    return r == 0 && changed == 0 ? -ENOENT : r;
 }
 
 int store_checkpoint_delete_all(store *s, const char *job_id)
 {
-    return delete_ckpts(s, SQL_CKPT_DELETE_ALL, job_id, 0);
+    if (!job_id)
+        return -EINVAL;
+    store_lock(s);
+    int r = store_exec(s, SQL_CKPT_DELETE_ALL, NULL, "t", job_id);
+    store_unlock(s);
+    return r;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -217,8 +150,9 @@ void store_webhook_list_free(store_webhook *w, int n)
     free(w);
 }
 
-static int read_wh(sqlite3_stmt *st, store_webhook *w)
+static int read_wh(sqlite3_stmt *st, void *row)
 {
+    store_webhook *w = row;
     memset(w, 0, sizeof(*w));
     w->seq = store_col_int64(st, 0);
     store_col_text(st, 1, w->job_id, sizeof(w->job_id));
@@ -234,25 +168,17 @@ static int read_wh(sqlite3_stmt *st, store_webhook *w)
     return store_col_dup(st, 4, &w->body);
 }
 
+static void wh_done(void *row) { store_webhook_done(row); }
+
+static const store_rowtype wh_row = { sizeof(store_webhook), read_wh,
+                                      wh_done };
+
 int store_webhook_next_due(store *s, int64_t now, store_webhook *ret)
 {
     if (!ret)
         return -EINVAL;
-    int r = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_WH_DUE);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, now);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        r = read_wh(st, ret);
-    else
-        r = rc == SQLITE_DONE ? -ENOENT : store_fail(s, rc);
-    sqlite3_reset(st);
-out:
+    int r = store_query_row(s, SQL_WH_DUE, &wh_row, ret, "I", now);
     store_unlock(s);
     return r;
 }
@@ -261,20 +187,8 @@ int store_webhook_next_time(store *s, int64_t *ret)
 {
     if (!ret)
         return -EINVAL;
-    int r = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_WH_NEXT);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-        *ret = sqlite3_column_int64(st, 0);
-    else
-        r = rc == SQLITE_ROW ? -ENOENT : store_fail(s, rc);
-    sqlite3_reset(st);
-out:
+    int r = store_query_int64(s, SQL_WH_NEXT, ret, "");
     store_unlock(s);
     return r;
 }
@@ -283,20 +197,8 @@ int store_webhook_set_body(store *s, int64_t seq, const char *body)
 {
     if (!body)
         return -EINVAL;
-    int r = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_WH_BODY);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, seq);
-    store_bind_text(st, 2, body);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-out:
+    int r = store_exec(s, SQL_WH_BODY, NULL, "It", seq, body);
     store_unlock(s);
     return r;
 }
@@ -304,28 +206,12 @@ out:
 int store_webhook_attempted(store *s, int64_t seq, bool ok, int http_status,
                             const char *error, int64_t next_at)
 {
-    int r = 0;
+    int changed = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_WH_ATTEMPT);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, seq);
-    sqlite3_bind_int(st, 2, ok);
-    sqlite3_bind_int(st, 3, http_status);
-    store_bind_text_or_null(st, 4, error ? error : "");
-    sqlite3_bind_int64(st, 5, next_at);
-    sqlite3_bind_int64(st, 6, store_now());
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-    else if (sqlite3_changes(s->db) == 0)
-        r = -ENOENT;
-out:
+    int r = store_exec(s, SQL_WH_ATTEMPT, &changed, "IiinII", seq, (int)ok,
+                       http_status, error, next_at, store_now());
     store_unlock(s);
-    return r;
+    return r == 0 && changed == 0 ? -ENOENT : r;
 }
 
 int store_webhook_list(store *s, const char *job_id, store_webhook **ret,
@@ -333,40 +219,9 @@ int store_webhook_list(store *s, const char *job_id, store_webhook **ret,
 {
     if (!job_id || !ret || !ret_n)
         return -EINVAL;
-    store_webhook *v = NULL;
-    int n = 0, cap = 0, r = 0, rc;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_WH_LIST);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, job_id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            int ncap = cap ? cap * 2 : 4;
-            store_webhook *nv = realloc(v, (size_t)ncap * sizeof(*v));
-            if (!nv) {
-                r = -ENOMEM;
-                break;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        if ((r = read_wh(st, &v[n])) < 0)
-            break;
-        n++;
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-    sqlite3_reset(st);
-out:
+    int r = store_query_rows(s, SQL_WH_LIST, &wh_row, (void **)ret, ret_n,
+                             "t", job_id);
     store_unlock(s);
-    if (r < 0) {
-        store_webhook_list_free(v, n);
-        return r;
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
+    return r;
 }

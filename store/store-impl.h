@@ -81,4 +81,45 @@ int store_col_dup(sqlite3_stmt *st, int i, char **ret);
 double store_col_real(sqlite3_stmt *st, int i);
 int64_t store_col_int64(sqlite3_stmt *st, int i);
 
+/* Running a cached statement in one call (stmt.c); all expect s->mu held
+ * and leave the statement reset.
+ *
+ * fmt binds the variable arguments to ?1, ?2, ..., one letter each, and
+ * the arguments must have exactly these types (varargs do not convert):
+ *   t  const char *  text; NULL binds ""
+ *   n  const char *  text; NULL or "" binds NULL (store_bind_text_or_null)
+ *   i  int           (a bool is promoted to int)
+ *   I  int64_t
+ *   r  double        NaN and infinities bind NULL (store_bind_real)
+ *   d  double        as it is
+ * Failures: -EIO (statement cache), or store_fail()'s errno. */
+
+/* How one row becomes a struct: read fills *row from the current row
+ * (clearing it first) and returns 0 or -ENOMEM; done (NULL when read
+ * allocates nothing) frees what read allocated, also after a failed read. */
+typedef struct store_rowtype {
+    size_t size;
+    int (*read)(sqlite3_stmt *st, void *row);
+    void (*done)(void *row);
+} store_rowtype;
+
+#define STORE_ROW_MAX 4096   /* the largest row struct store_query_row reads */
+
+/* Runs sql, which returns no row or whose rows are not needed;
+ * *ret_changes (may be NULL) gets sqlite3_changes(). */
+int store_exec(store *s, const char *sql, int *ret_changes, const char *fmt,
+               ...);
+/* Runs sql and reads its first row into *ret (a t->size struct, written
+ * only on success); -ENOENT when there is no row. */
+int store_query_row(store *s, const char *sql, const store_rowtype *t,
+                    void *ret, const char *fmt, ...);
+/* Runs sql and reads every row into a malloc'd array (*ret, *ret_n rows;
+ * NULL when none). */
+int store_query_rows(store *s, const char *sql, const store_rowtype *t,
+                     void **ret, int *ret_n, const char *fmt, ...);
+/* The first column of the first row as an integer; -ENOENT when there is
+ * no row or the value is NULL. */
+int store_query_int64(store *s, const char *sql, int64_t *ret,
+                      const char *fmt, ...);
+
 #endif
