@@ -55,8 +55,9 @@ static bool is_hex64(const char *h)
     return n == 64;
 }
 
-static void read_key(sqlite3_stmt *st, store_key *k)
+static int read_key(sqlite3_stmt *st, void *row)
 {
+    store_key *k = row;
     memset(k, 0, sizeof(*k));
     store_col_text(st, 0, k->id, sizeof(k->id));
     store_col_text(st, 1, k->name, sizeof(k->name));
@@ -65,76 +66,35 @@ static void read_key(sqlite3_stmt *st, store_key *k)
     store_col_text(st, 4, k->prefix, sizeof(k->prefix));
     k->created_at = store_col_int64(st, 5);
     k->revoked_at = store_col_int64(st, 6);
+    return 0;
 }
 
-static void read_usage(sqlite3_stmt *st, store_key_usage *u)
+static int read_usage(sqlite3_stmt *st, void *row)
 {
+    store_key_usage *u = row;
     memset(u, 0, sizeof(*u));
     store_col_text(st, 0, u->key_id, sizeof(u->key_id));
     u->tokens_trained = store_col_int64(st, 1);
     u->tokens_generated = store_col_int64(st, 2);
     u->cpu_seconds = sqlite3_column_double(st, 3);
     u->updated_at = store_col_int64(st, 4);
+    return 0;
 }
+
+static const store_rowtype key_row = { sizeof(store_key), read_key, NULL };
+static const store_rowtype usage_row = { sizeof(store_key_usage), read_usage,
+                                         NULL };
 
 /* Runs sql with one text argument and reads one key row. */
 static int get_one(store *s, const char *sql, const char *arg, store_key *ret)
 {
     if (!arg || !ret)
         return -EINVAL;
-    int r = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, sql);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, arg);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        read_key(st, ret);
-    else
-        r = rc == SQLITE_DONE ? -ENOENT : store_fail(s, rc);
-    sqlite3_reset(st);
-out:
+    int r = store_query_row(s, sql, &key_row, ret, "t", arg);
     store_unlock(s);
     return r;
 }
-
-/* Reads every row of a bound statement into a malloc'd array of `size`
- * byte elements filled by `read`. */
-static int collect(store *s, sqlite3_stmt *st, size_t size,
-                   void (*read)(sqlite3_stmt *, void *), void **ret,
-                   int *ret_n)
-{
-    char *v = NULL;
-    int n = 0, cap = 0, rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            int ncap = cap ? cap * 2 : 16;
-            char *nv = realloc(v, (size_t)ncap * size);
-            if (!nv) {
-                free(v);
-                sqlite3_reset(st);
-                return -ENOMEM;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        read(st, v + (size_t)n++ * size);
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        free(v);
-        return store_fail(s, rc);
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
-}
-
-static void read_key_v(sqlite3_stmt *st, void *k) { read_key(st, k); }
-static void read_usage_v(sqlite3_stmt *st, void *u) { read_usage(st, u); }
 
 /* ------------------------------------------------------------------------ */
 /* Keys                                                                      */
@@ -143,25 +103,10 @@ int store_key_insert(store *s, const store_key *k)
 {
     if (!k || !k->id[0] || !k->name[0] || !is_hex64(k->hash))
         return -EINVAL;
-    int r = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_INSERT);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, k->id);
-    store_bind_text(st, 2, k->name);
-    store_bind_text(st, 3, k->role);
-    store_bind_text(st, 4, k->hash);
-    store_bind_text(st, 5, k->prefix);
-    sqlite3_bind_int64(st, 6, k->created_at > 0 ? k->created_at
-                                                 : store_now());
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-out:
+    int r = store_exec(s, SQL_INSERT, NULL, "tttttI", k->id, k->name, k->role,
+                       k->hash, k->prefix,
+                       k->created_at > 0 ? k->created_at : store_now());
     store_unlock(s);
     return r;
 }
@@ -186,13 +131,10 @@ int store_key_list(store *s, bool include_revoked, store_key **ret,
 {
     if (!ret || !ret_n)
         return -EINVAL;
-    int r;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, include_revoked ? SQL_LIST_ALL
-                                                     : SQL_LIST_ACTIVE);
-    r = st ? collect(s, st, sizeof(store_key), read_key_v, (void **)ret,
-                     ret_n)
-           : -EIO;
+    int r = store_query_rows(s, include_revoked ? SQL_LIST_ALL
+                                                : SQL_LIST_ACTIVE,
+                             &key_row, (void **)ret, ret_n, "");
     store_unlock(s);
     return r;
 }
@@ -201,21 +143,12 @@ int store_key_count_active(store *s, int *ret_n)
 {
     if (!ret_n)
         return -EINVAL;
-    int r = 0;
+    int64_t n;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_COUNT_ACTIVE);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *ret_n = sqlite3_column_int(st, 0);
-    else
-        r = store_fail(s, rc);
-    sqlite3_reset(st);
-out:
+    int r = store_query_int64(s, SQL_COUNT_ACTIVE, &n, "");
     store_unlock(s);
+    if (r == 0)
+        *ret_n = (int)n;
     return r;
 }
 
@@ -223,24 +156,11 @@ int store_key_revoke(store *s, const char *id)
 {
     if (!id)
         return -EINVAL;
-    int r = 0;
+    int changed = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_REVOKE);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, id);
-    sqlite3_bind_int64(st, 2, store_now());
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-    else if (sqlite3_changes(s->db) == 0)
-        r = -ENOENT;
-out:
+    int r = store_exec(s, SQL_REVOKE, &changed, "tI", id, store_now());
     store_unlock(s);
-    return r;
+    return r == 0 && changed == 0 ? -ENOENT : r;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -252,23 +172,11 @@ int store_key_usage_add(store *s, const char *key_id, int64_t tokens_trained,
     if (!key_id || tokens_trained < 0 || tokens_generated < 0 ||
         !(cpu_seconds >= 0))
         return -EINVAL;
-    int r = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_USAGE_ADD);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, key_id);
-    sqlite3_bind_int64(st, 2, tokens_trained);
-    sqlite3_bind_int64(st, 3, tokens_generated);
-    sqlite3_bind_double(st, 4, cpu_seconds);
-    sqlite3_bind_int64(st, 5, store_now());
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);   /* unknown key: FK -> -ENOENT */
-out:
+    /* unknown key: FK -> -ENOENT */
+    int r = store_exec(s, SQL_USAGE_ADD, NULL, "tIIdI", key_id,
+                       tokens_trained, tokens_generated, cpu_seconds,
+                       store_now());
     store_unlock(s);
     return r;
 }
@@ -277,21 +185,8 @@ int store_key_usage_get(store *s, const char *key_id, store_key_usage *ret)
 {
     if (!key_id || !ret)
         return -EINVAL;
-    int r = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_USAGE_GET);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, key_id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        read_usage(st, ret);
-    else
-        r = rc == SQLITE_DONE ? -ENOENT : store_fail(s, rc);
-    sqlite3_reset(st);
-out:
+    int r = store_query_row(s, SQL_USAGE_GET, &usage_row, ret, "t", key_id);
     store_unlock(s);
     return r;
 }
@@ -301,10 +196,8 @@ int store_key_usage_list(store *s, store_key_usage **ret, int *ret_n)
     if (!ret || !ret_n)
         return -EINVAL;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_USAGE_LIST);
-    int r = st ? collect(s, st, sizeof(store_key_usage), read_usage_v,
-                         (void **)ret, ret_n)
-               : -EIO;
+    int r = store_query_rows(s, SQL_USAGE_LIST, &usage_row, (void **)ret,
+                             ret_n, "");
     store_unlock(s);
     return r;
 }
