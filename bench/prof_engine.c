@@ -19,6 +19,7 @@
 #include "engine/session.h"
 #include "engine/train_impl.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,12 +44,17 @@ static const char *cat_name[C_COUNT] = {
     "gemv", "gemv lm_head", "embedding row",
 };
 
+/* Training runs its micro-batch on several worker threads (train.c): the
+ * call stack is per thread and the totals are summed under a lock, so a
+ * row's "self" time is thread time added over the workers (with n workers
+ * the rows add up to about n x the wall time of the step). */
 static double self_t[C_COUNT][C_COUNT]; /* [parent][cat] */
 static double flops[C_COUNT][C_COUNT];
 static long calls[C_COUNT][C_COUNT];
-static double child_acc[32];
-static int stack[32];
-static int depth;
+static pthread_mutex_t acc_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local double child_acc[32];
+static _Thread_local int stack[32];
+static _Thread_local int depth;
 
 static double enter(int cat)
 {
@@ -61,10 +67,12 @@ static double enter(int cat)
 static void leave(int cat, double t0, double fl)
 {
     double d = now_s() - t0;
-    int parent = stack[depth - 1];
+    int parent = depth > 1 ? stack[depth - 1] : C_TOP;
+    pthread_mutex_lock(&acc_mu);
     self_t[parent][cat] += d - child_acc[depth];
     flops[parent][cat] += fl;
     calls[parent][cat]++;
+    pthread_mutex_unlock(&acc_mu);
     depth--;
     child_acc[depth] += d;
 }
@@ -148,8 +156,16 @@ W0(void, eng_k_row_f32, C_ROW, 0,
 
 static void report(const char *title, double wall)
 {
-    double sum = 0;
-    printf("\n%s: wall %.3f s\n", title, wall);
+    double sum = 0, base;
+    for (int p = 0; p < C_COUNT; p++)
+        for (int c = 0; c < C_COUNT; c++)
+            sum += self_t[p][c];
+    /* worker threads: the rows add thread time, more than the wall time;
+     * percentages are then of the summed thread time */
+    base = sum > wall ? sum : wall;
+    printf("\n%s: wall %.3f s%s\n", title, wall,
+           sum > wall ? " (rows: thread time summed over the workers; % of "
+                        "that sum)" : "");
     printf("  %-40s %9s %6s %8s %10s\n", "operation (self time)", "s", "%",
            "calls", "GFLOP/s");
     for (int p = 0; p < C_COUNT; p++)
@@ -168,11 +184,11 @@ static void report(const char *title, double wall)
                          flops[p][c] / self_t[p][c] / 1e9,
                          c == C_GEMV || c == C_GEMV_HEAD ? " GB/s" : "");
             printf("  %-40s %9.3f %5.1f%% %8ld %10s\n", name, self_t[p][c],
-                   100 * self_t[p][c] / wall, calls[p][c], rate);
-            sum += self_t[p][c];
+                   100 * self_t[p][c] / base, calls[p][c], rate);
         }
-    printf("  %-40s %9.3f %5.1f%%\n", "unwrapped (between calls)", wall - sum,
-           100 * (wall - sum) / wall);
+    if (wall > sum)
+        printf("  %-40s %9.3f %5.1f%%\n", "unwrapped (between calls)",
+               wall - sum, 100 * (wall - sum) / wall);
 }
 
 int main(int argc, char **argv)
