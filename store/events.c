@@ -50,27 +50,11 @@ int store_event_add(store *s, const char *job_id, const char *level,
 {
     if (!job_id || !level || !type || !type[0] || !message)
         return -EINVAL;
-    int r = 0;
-    int64_t seq = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_EVENT_ADD);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, job_id);
-    sqlite3_bind_int64(st, 2, store_now());
-    store_bind_text(st, 3, level);
-    store_bind_text(st, 4, type);
-    store_bind_text(st, 5, message);
-    store_bind_text_or_null(st, 6, data_json);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);   /* unknown job: FK -> -ENOENT */
-    else
-        seq = sqlite3_last_insert_rowid(s->db);
-out:
+    /* unknown job: FK -> -ENOENT */
+    int r = store_exec(s, SQL_EVENT_ADD, NULL, "tItttn", job_id, store_now(),
+                       level, type, message, data_json);
+    int64_t seq = sqlite3_last_insert_rowid(s->db);
     store_unlock(s);
     if (r == 0 && ret_seq)
         *ret_seq = seq;
@@ -86,8 +70,9 @@ void store_event_list_free(store_event *ev, int n)
     free(ev);
 }
 
-static int read_event(sqlite3_stmt *st, store_event *e)
+static int read_event(sqlite3_stmt *st, void *row)
 {
+    store_event *e = row;
     memset(e, 0, sizeof(*e));
     e->seq = store_col_int64(st, 0);
     store_col_text(st, 1, e->job_id, sizeof(e->job_id));
@@ -102,49 +87,27 @@ static int read_event(sqlite3_stmt *st, store_event *e)
     return 0;
 }
 
+static void event_done(void *row)
+{
+    store_event *e = row;
+    free(e->message);
+    free(e->data);
+}
+
+static const store_rowtype event_row = { sizeof(store_event), read_event,
+                                         event_done };
+
 int store_event_list(store *s, const char *job_id, int64_t after, int limit,
                      store_event **ret, int *ret_n)
 {
     if (!job_id || !ret || !ret_n)
         return -EINVAL;
-    store_event *v = NULL;
-    int n = 0, cap = 0, r = 0, rc = SQLITE_DONE;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_EVENT_LIST);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, job_id);
-    sqlite3_bind_int64(st, 2, after);
-    sqlite3_bind_int(st, 3, limit > 0 ? limit : -1);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            int ncap = cap ? cap * 2 : 32;
-            store_event *nv = realloc(v, (size_t)ncap * sizeof(*v));
-            if (!nv) {
-                r = -ENOMEM;
-                break;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        r = read_event(st, &v[n++]);
-        if (r < 0)
-            break;
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-    sqlite3_reset(st);
-out:
+    int r = store_query_rows(s, SQL_EVENT_LIST, &event_row, (void **)ret,
+                             ret_n, "tIi", job_id, after,
+                             limit > 0 ? limit : -1);
     store_unlock(s);
-    if (r < 0) {
-        store_event_list_free(v, n);
-        return r;
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
+    return r;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -154,77 +117,40 @@ int store_metric_add(store *s, const char *job_id, const store_metric *m)
 {
     if (!job_id || !m || m->step < 0)
         return -EINVAL;
-    int r = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_METRIC_ADD);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, job_id);
-    sqlite3_bind_int(st, 2, m->step);
-    store_bind_real(st, 3, m->train_loss);
-    store_bind_real(st, 4, m->val_loss);
-    store_bind_real(st, 5, m->val_accuracy);
-    store_bind_real(st, 6, m->lr);
-    store_bind_real(st, 7, m->grad_norm);
-    store_bind_real(st, 8, m->tokens_per_second);
-    sqlite3_bind_int64(st, 9, m->created_at > 0 ? m->created_at
-                                                 : store_now());
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-out:
+    int r = store_exec(s, SQL_METRIC_ADD, NULL, "tirrrrrrI", job_id, m->step,
+                       m->train_loss, m->val_loss, m->val_accuracy, m->lr,
+                       m->grad_norm, m->tokens_per_second,
+                       m->created_at > 0 ? m->created_at : store_now());
     store_unlock(s);
     return r;
 }
+
+static int read_metric(sqlite3_stmt *st, void *row)
+{
+    store_metric *m = row;
+    m->step = sqlite3_column_int(st, 0);
+    m->train_loss = store_col_real(st, 1);
+    m->val_loss = store_col_real(st, 2);
+    m->val_accuracy = store_col_real(st, 3);
+    m->lr = store_col_real(st, 4);
+    m->grad_norm = store_col_real(st, 5);
+    m->tokens_per_second = store_col_real(st, 6);
+    m->created_at = store_col_int64(st, 7);
+    return 0;
+}
+
+static const store_rowtype metric_row = { sizeof(store_metric), read_metric,
+                                          NULL };
 
 int store_metric_list(store *s, const char *job_id, store_metric **ret,
                       int *ret_n)
 {
     if (!job_id || !ret || !ret_n)
         return -EINVAL;
-    store_metric *v = NULL;
-    int n = 0, cap = 0, r = 0, rc;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_METRIC_LIST);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, job_id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            int ncap = cap ? cap * 2 : 64;
-            store_metric *nv = realloc(v, (size_t)ncap * sizeof(*v));
-            if (!nv) {
-                r = -ENOMEM;
-                break;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        store_metric *m = &v[n++];
-        m->step = sqlite3_column_int(st, 0);
-        m->train_loss = store_col_real(st, 1);
-        m->val_loss = store_col_real(st, 2);
-        m->val_accuracy = store_col_real(st, 3);
-        m->lr = store_col_real(st, 4);
-        m->grad_norm = store_col_real(st, 5);
-        m->tokens_per_second = store_col_real(st, 6);
-        m->created_at = store_col_int64(st, 7);
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-    sqlite3_reset(st);
-out:
+    int r = store_query_rows(s, SQL_METRIC_LIST, &metric_row, (void **)ret,
+                             ret_n, "t", job_id);
     store_unlock(s);
-    if (r < 0) {
-        free(v);
-        return r;
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
+    return r;
 }
