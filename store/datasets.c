@@ -29,8 +29,9 @@ static const char SQL_IN_USE[] =
     " AND (dataset_id = ?1 OR val_dataset_id = ?1))";
 static const char SQL_DELETE[] = "DELETE FROM datasets WHERE id = ?";
 
-static void read_row(sqlite3_stmt *st, store_dataset *d)
+static int read_row(sqlite3_stmt *st, void *row)
 {
+    store_dataset *d = row;
     memset(d, 0, sizeof(*d));
     store_col_text(st, 0, d->id, sizeof(d->id));
     store_col_text(st, 1, d->name, sizeof(d->name));
@@ -43,36 +44,21 @@ static void read_row(sqlite3_stmt *st, store_dataset *d)
     d->created_at = store_col_int64(st, 8);
     store_col_text(st, 9, d->owner, sizeof(d->owner));
     d->shared = sqlite3_column_int(st, 10) != 0;
+    return 0;
 }
+
+static const store_rowtype ds_row = { sizeof(store_dataset), read_row, NULL };
 
 int store_dataset_insert(store *s, const store_dataset *d)
 {
     if (!d || !d->id[0] || !d->path[0])
         return -EINVAL;
-    int r = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_INSERT);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, d->id);
-    store_bind_text(st, 2, d->name);
-    store_bind_text(st, 3, d->format);
-    sqlite3_bind_int64(st, 4, d->rows);
-    sqlite3_bind_int64(st, 5, d->tokens);
-    sqlite3_bind_int64(st, 6, d->bytes);
-    store_bind_text(st, 7, d->sha256);
-    store_bind_text(st, 8, d->path);
-    sqlite3_bind_int64(st, 9, d->created_at > 0 ? d->created_at
-                                                 : store_now());
-    store_bind_text(st, 10, d->owner);
-    sqlite3_bind_int(st, 11, d->shared);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-    sqlite3_reset(st);
-out:
+    int r = store_exec(s, SQL_INSERT, NULL, "tttIIIttIti", d->id, d->name,
+                       d->format, d->rows, d->tokens, d->bytes, d->sha256,
+                       d->path, d->created_at > 0 ? d->created_at
+                                                  : store_now(),
+                       d->owner, (int)d->shared);
     store_unlock(s);
     return r;
 }
@@ -81,21 +67,8 @@ int store_dataset_get(store *s, const char *id, store_dataset *ret)
 {
     if (!id || !ret)
         return -EINVAL;
-    int r = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_GET);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        read_row(st, ret);
-    else
-        r = rc == SQLITE_DONE ? -ENOENT : store_fail(s, rc);
-    sqlite3_reset(st);
-out:
+    int r = store_query_row(s, SQL_GET, &ds_row, ret, "t", id);
     store_unlock(s);
     return r;
 }
@@ -104,85 +77,30 @@ int store_dataset_list(store *s, int limit, store_dataset **ret, int *ret_n)
 {
     if (!ret || !ret_n)
         return -EINVAL;
-    int r = 0, n = 0, cap = 0, rc;
-    store_dataset *v = NULL;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_LIST);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    sqlite3_bind_int(st, 1, limit > 0 ? limit : -1);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            int ncap = cap ? cap * 2 : 16;
-            store_dataset *nv = realloc(v, (size_t)ncap * sizeof(*v));
-            if (!nv) {
-                r = -ENOMEM;
-                goto out;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        read_row(st, &v[n++]);
-    }
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-out:
-    if (st)
-        sqlite3_reset(st);
+    int r = store_query_rows(s, SQL_LIST, &ds_row, (void **)ret, ret_n, "i",
+                             limit > 0 ? limit : -1);
     store_unlock(s);
-    if (r < 0) {
-        free(v);
-        return r;
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
+    return r;
 }
 
 int store_dataset_delete(store *s, const char *id)
 {
     if (!id)
         return -EINVAL;
-    int rc, r;
-    sqlite3_stmt *st;
+    int64_t in_use = 0;
+    int changed = 0, r;
     store_lock(s);
-    r = store_begin(s);
-    if (r < 0)
+    if ((r = store_begin(s)) < 0 ||
+        (r = store_query_int64(s, SQL_IN_USE, &in_use, "t", id)) < 0)
         goto out;
-    if (!(st = store_stmt(s, SQL_IN_USE))) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        r = store_fail(s, rc);
-        goto out;
-    }
-    bool in_use = sqlite3_column_int(st, 0) != 0;
-    sqlite3_reset(st);
     if (in_use) {
         r = -EBUSY;
         goto out;
     }
-    if (!(st = store_stmt(s, SQL_DELETE))) {
-        r = -EIO;
+    if ((r = store_exec(s, SQL_DELETE, &changed, "t", id)) < 0)
         goto out;
-    }
-    store_bind_text(st, 1, id);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        r = store_fail(s, rc);
-        goto out;
-    }
-    if (sqlite3_changes(s->db) == 0) {
-        r = -ENOENT;
-        goto out;
-    }
-    r = store_commit(s);
+    r = changed ? store_commit(s) : -ENOENT;
 out:
     if (r < 0)
         store_rollback(s);
