@@ -66,49 +66,32 @@ int store_job_get_for(store *s, const char *id, const char *owner,
     return 0;
 }
 
+typedef char row_id[48];
+
+static int read_id(sqlite3_stmt *st, void *row)
+{
+    store_col_text(st, 0, row, sizeof(row_id));
+    return 0;
+}
+
+static const store_rowtype id_row = { sizeof(row_id), read_id, NULL };
+
 /* The ids an owner sees, newest first: a malloc'd array of 48-byte ids. */
 static int visible_ids(store *s, const char *sql, const char *owner,
-                       const char *status, int limit, char (**ret)[48],
+                       const char *status, int limit, row_id **ret,
                        int *ret_n)
 {
-    char (*v)[48] = NULL;
-    int n = 0, cap = 0, r = 0, rc, i = 1;
+    int r;
+    limit = limit > 0 ? limit : -1;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, sql);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text_or_null(st, i++, owner ? owner : "");
     if (sql == SQL_JOB_IDS)
-        store_bind_text_or_null(st, i++, status ? status : "");
-    sqlite3_bind_int(st, i, limit > 0 ? limit : -1);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            int ncap = cap ? cap * 2 : 16;
-            char (*nv)[48] = realloc(v, (size_t)ncap * sizeof(*v));
-            if (!nv) {
-                r = -ENOMEM;
-                goto out;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        store_col_text(st, 0, v[n++], sizeof(*v));
-    }
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-out:
-    if (st)
-        sqlite3_reset(st);
+        r = store_query_rows(s, sql, &id_row, (void **)ret, ret_n, "nni",
+                             owner, status, limit);
+    else
+        r = store_query_rows(s, sql, &id_row, (void **)ret, ret_n, "ni",
+                             owner, limit);
     store_unlock(s);
-    if (r < 0) {
-        free(v);
-        return r;
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
+    return r;
 }
 
 int store_dataset_list_for(store *s, const char *owner, int limit,
@@ -116,7 +99,7 @@ int store_dataset_list_for(store *s, const char *owner, int limit,
 {
     if (!ret || !ret_n)
         return -EINVAL;
-    char (*ids)[48] = NULL;
+    row_id *ids = NULL;
     int n = 0, k = 0;
     int r = visible_ids(s, SQL_DS_IDS, owner, NULL, limit, &ids, &n);
     if (r < 0)
@@ -148,7 +131,7 @@ int store_job_list_for(store *s, const char *owner, const char *status,
 {
     if (!ret || !ret_n)
         return -EINVAL;
-    char (*ids)[48] = NULL;
+    row_id *ids = NULL;
     int n = 0, k = 0;
     int r = visible_ids(s, SQL_JOB_IDS, owner, status, limit, &ids, &n);
     if (r < 0)
@@ -179,24 +162,11 @@ static int set_shared(store *s, const char *sql, const char *id, bool shared)
 {
     if (!id)
         return -EINVAL;
-    int r = 0;
+    int changed = 0;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, sql);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, id);
-    sqlite3_bind_int(st, 2, shared ? 1 : 0);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-    else if (sqlite3_changes(s->db) == 0)
-        r = -ENOENT;
-out:
+    int r = store_exec(s, sql, &changed, "ti", id, shared ? 1 : 0);
     store_unlock(s);
-    return r;
+    return r == 0 && changed == 0 ? -ENOENT : r;
 }
 
 int store_dataset_set_shared(store *s, const char *id, bool shared)
@@ -209,29 +179,34 @@ int store_job_set_shared(store *s, const char *id, bool shared)
     return set_shared(s, SQL_JOB_SHARE, id, shared);
 }
 
+typedef struct owner_totals {
+    int jobs;
+    int64_t bytes;
+} owner_totals;
+
+static int read_totals(sqlite3_stmt *st, void *row)
+{
+    owner_totals *t = row;
+    t->jobs = sqlite3_column_int(st, 0);
+    t->bytes = sqlite3_column_int64(st, 1);
+    return 0;
+}
+
 int store_owner_totals(store *s, const char *owner, int *ret_jobs_in_flight,
                        int64_t *ret_dataset_bytes)
 {
+    static const store_rowtype totals_row = { sizeof(owner_totals),
+                                              read_totals, NULL };
     if (!owner || !ret_jobs_in_flight || !ret_dataset_bytes)
         return -EINVAL;
-    int r = 0;
+    owner_totals t;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_OWNER_TOTALS);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, owner);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *ret_jobs_in_flight = sqlite3_column_int(st, 0);
-        *ret_dataset_bytes = sqlite3_column_int64(st, 1);
-    } else {
-        r = store_fail(s, rc);
-    }
-    sqlite3_reset(st);
-out:
+    int r = store_query_row(s, SQL_OWNER_TOTALS, &totals_row, &t, "t", owner);
     store_unlock(s);
+    if (r == 0) {
+        *ret_jobs_in_flight = t.jobs;
+        *ret_dataset_bytes = t.bytes;
+    }
     return r;
 }
 
