@@ -122,8 +122,11 @@ void eng_k_add_bias(float *y, const eng_tensor *b, int n, int cols);
 /* Hot elementwise loops are compiled for AVX-512, AVX2 and the baseline,
  * picked at load time (GCC/clang function multiversioning): the x86-64
  * baseline's SSE2 runs them about ten times slower. The choice is fixed
- * per machine, so results stay deterministic on it. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
+ * per machine, so results stay deterministic on it. clang 14 emits only the
+ * resolver for target_clones, so callers in other files fail to link: clang
+ * builds (the fuzzers) get the baseline loops. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__) && \
+    !defined(__clang__)
 #define ENG_K_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define ENG_K_CLONES
