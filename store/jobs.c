@@ -25,6 +25,7 @@
  * with a claim.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,8 +123,9 @@ void store_job_list_free(store_job *jobs, int n)
     free(jobs);
 }
 
-static int read_row(sqlite3_stmt *st, store_job *j)
+static int read_row(sqlite3_stmt *st, void *row)
 {
+    store_job *j = row;
     memset(j, 0, sizeof(*j));
     store_col_text(st, 0, j->id, sizeof(j->id));
     store_col_text(st, 1, j->status, sizeof(j->status));
@@ -154,76 +156,37 @@ static int read_row(sqlite3_stmt *st, store_job *j)
     store_col_text(st, 29, j->webhook_secret, sizeof(j->webhook_secret));
     if (store_col_dup(st, 5, &j->hyperparameters) < 0 ||
         store_col_dup(st, 18, &j->error) < 0 ||
-        store_col_dup(st, 27, &j->note) < 0) {
-        store_job_done(j);
+        store_col_dup(st, 27, &j->note) < 0)
         return -ENOMEM;
-    }
     return 0;
 }
 
-/* Runs a one-row SELECT of JOB_COLS (or RETURNING) and reads the row;
- * -ENOENT when there is none. Leaves the statement reset. */
-static int step_job(store *s, sqlite3_stmt *st, store_job *ret)
+static void job_done(void *row) { store_job_done(row); }
+
+static const store_rowtype job_row = { sizeof(store_job), read_row,
+                                       job_done };
+
+/* A job's status, or another single text column (at most 48 bytes). */
+typedef char text48[48];
+
+static int read_text(sqlite3_stmt *st, void *row)
 {
-    store_job j;
-    int rc = sqlite3_step(st), r;
-    if (rc == SQLITE_ROW) {
-        r = read_row(st, &j);
-        if (r == 0 && (rc = sqlite3_step(st)) != SQLITE_DONE &&
-            rc != SQLITE_ROW) {
-            store_job_done(&j);
-            r = store_fail(s, rc);
-        }
-        if (r == 0)
-            *ret = j;
-    } else {
-        r = rc == SQLITE_DONE ? -ENOENT : store_fail(s, rc);
-    }
-    sqlite3_reset(st);
-    return r;
+    store_col_text(st, 0, row, sizeof(text48));
+    return 0;
 }
 
-/* One-int/one-text query helpers for the checks below. */
-static int query_int(store *s, const char *sql, const char *arg, int *ret)
-{
-    sqlite3_stmt *st = store_stmt(s, sql);
-    if (!st)
-        return -EIO;
-    store_bind_text(st, 1, arg);
-    int rc = sqlite3_step(st), r = 0;
-    if (rc == SQLITE_ROW)
-        *ret = sqlite3_column_int(st, 0);
-    else
-        r = rc == SQLITE_DONE ? -ENOENT : store_fail(s, rc);
-    sqlite3_reset(st);
-    return r;
-}
+static const store_rowtype text_row = { sizeof(text48), read_text, NULL };
 
 static int query_status(store *s, const char *id, char *buf, size_t len)
 {
-    sqlite3_stmt *st = store_stmt(s, SQL_STATUS);
-    if (!st)
-        return -EIO;
-    store_bind_text(st, 1, id);
-    int rc = sqlite3_step(st), r = 0;
-    if (rc == SQLITE_ROW)
-        store_col_text(st, 0, buf, len);
-    else
-        r = rc == SQLITE_DONE ? -ENOENT : store_fail(s, rc);
-    sqlite3_reset(st);
+    text48 status;
+    int r = store_query_row(s, SQL_STATUS, &text_row, status, "t", id);
+    if (r == 0) {
+        size_t n = strnlen(status, len - 1);
+        memcpy(buf, status, n);
+        buf[n] = '\0';
+    }
     return r;
-}
-
-/* Runs a bound UPDATE; *ret_changes gets the number of rows it changed. */
-static int run_update(store *s, sqlite3_stmt *st, int *ret_changes)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return store_fail(s, rc);
-    if (ret_changes)
-        *ret_changes = sqlite3_changes(s->db);
-    return 0;
 }
 
 /* -ENOENT when id does not exist, else -EBUSY: for updates that matched no
@@ -235,35 +198,48 @@ static int why_unchanged(store *s, const char *id)
     return r < 0 ? r : -EBUSY;
 }
 
+/* Runs an UPDATE of job id with the arguments of fmt (id among them);
+ * -EBUSY/-ENOENT when it matched nothing. */
+static int update_one(store *s, const char *sql, const char *id,
+                      const char *fmt, ...)
+{
+    if (!id)
+        return -EINVAL;
+    int changed = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    store_lock(s);
+    int r = store_execv(s, sql, &changed, fmt, ap);
+    if (r == 0 && !changed)
+        r = why_unchanged(s, id);
+    store_unlock(s);
+    va_end(ap);
+    return r;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Insert, get, list                                                         */
 
+/* Whether dataset id exists: 0, -ENOENT, or a failure. */
+static int dataset_exists(store *s, const char *id)
+{
+    int64_t exists = 0;
+    int r = store_query_int64(s, SQL_DATASET_EXISTS, &exists, "t", id);
+    return r == 0 && !exists ? -ENOENT : r;
+}
+
 static int check_insert(store *s, const store_job *j, char *existing)
 {
-    sqlite3_stmt *st;
-    int r, exists = 0;
+    int r;
     if (j->idempotency_key[0]) {
-        if (!(st = store_stmt(s, SQL_BY_IDEMPOTENCY)))
-            return -EIO;
-        store_bind_text(st, 1, j->owner);
-        store_bind_text(st, 2, j->idempotency_key);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW)
-            store_col_text(st, 0, existing, 48);
-        sqlite3_reset(st);
-        if (rc == SQLITE_ROW)
-            return -EEXIST;
-        if (rc != SQLITE_DONE)
-            return store_fail(s, rc);
+        r = store_query_row(s, SQL_BY_IDEMPOTENCY, &text_row, existing, "tt",
+                            j->owner, j->idempotency_key);
+        if (r != -ENOENT)
+            return r == 0 ? -EEXIST : r;
     }
-    r = query_int(s, SQL_DATASET_EXISTS, j->dataset_id, &exists);
-    if (r == 0 && !exists)
-        r = -ENOENT;
-    if (r == 0 && j->val_dataset_id[0]) {
-        r = query_int(s, SQL_DATASET_EXISTS, j->val_dataset_id, &exists);
-        if (r == 0 && !exists)
-            r = -ENOENT;
-    }
+    r = dataset_exists(s, j->dataset_id);
+    if (r == 0 && j->val_dataset_id[0])
+        r = dataset_exists(s, j->val_dataset_id);
     return r;
 }
 
@@ -271,34 +247,19 @@ int store_job_insert(store *s, const store_job *j, char *ret_existing_id)
 {
     if (!j || !j->id[0] || !j->dataset_id[0] || !j->base_model[0])
         return -EINVAL;
-    char existing[48] = "";
-    sqlite3_stmt *st;
+    text48 existing = "";
     int r;
     store_lock(s);
     if ((r = store_begin(s)) < 0 || (r = check_insert(s, j, existing)) < 0)
         goto out;
-    if (!(st = store_stmt(s, SQL_INSERT))) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, j->id);
-    store_bind_text(st, 2, j->base_model);
-    store_bind_text(st, 3, j->dataset_id);
-    store_bind_text_or_null(st, 4, j->val_dataset_id);
-    store_bind_text(st, 5, j->hyperparameters ? j->hyperparameters : "{}");
-    store_bind_text(st, 6, j->suffix);
-    store_bind_text(st, 7, j->model);
-    sqlite3_bind_int64(st, 8, j->created_at > 0 ? j->created_at
-                                                 : store_now());
-    sqlite3_bind_int(st, 9, j->priority);
-    store_bind_text(st, 10, j->owner);
-    sqlite3_bind_int(st, 11, j->shared);
-    store_bind_text_or_null(st, 12, j->idempotency_key);
-    store_bind_text_or_null(st, 13, j->webhook_url);
-    store_bind_text_or_null(st, 14, j->webhook_secret);
-    if ((r = run_update(s, st, NULL)) < 0)
-        goto out;
-    r = store_commit(s);
+    r = store_exec(s, SQL_INSERT, NULL, "tttntttIitinnn", j->id,
+                   j->base_model, j->dataset_id, j->val_dataset_id,
+                   j->hyperparameters ? j->hyperparameters : "{}", j->suffix,
+                   j->model, j->created_at > 0 ? j->created_at : store_now(),
+                   j->priority, j->owner, (int)j->shared, j->idempotency_key,
+                   j->webhook_url, j->webhook_secret);
+    if (r == 0)
+        r = store_commit(s);
 out:
     if (r < 0)
         store_rollback(s);
@@ -312,48 +273,10 @@ int store_job_get(store *s, const char *id, store_job *ret)
 {
     if (!id || !ret)
         return -EINVAL;
-    int r;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_GET);
-    if (!st) {
-        r = -EIO;
-    } else {
-        store_bind_text(st, 1, id);
-        r = step_job(s, st, ret);
-    }
+    int r = store_query_row(s, SQL_GET, &job_row, ret, "t", id);
     store_unlock(s);
     return r;
-}
-
-static int collect(store *s, sqlite3_stmt *st, store_job **ret, int *ret_n)
-{
-    store_job *v = NULL;
-    int n = 0, cap = 0, r = 0, rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            int ncap = cap ? cap * 2 : 16;
-            store_job *nv = realloc(v, (size_t)ncap * sizeof(*v));
-            if (!nv) {
-                r = -ENOMEM;
-                break;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        if ((r = read_row(st, &v[n])) < 0)
-            break;
-        n++;
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_fail(s, rc);
-    sqlite3_reset(st);
-    if (r < 0) {
-        store_job_list_free(v, n);
-        return r;
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
 }
 
 int store_job_list(store *s, const char *status, int limit, store_job **ret,
@@ -361,17 +284,15 @@ int store_job_list(store *s, const char *status, int limit, store_job **ret,
 {
     if (!ret || !ret_n || (status && !is_status(status)))
         return -EINVAL;
-    int r, i = 1;
+    int r;
+    limit = limit > 0 ? limit : -1;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, status ? SQL_LIST_STATUS : SQL_LIST_ALL);
-    if (!st) {
-        r = -EIO;
-    } else {
-        if (status)
-            store_bind_text(st, i++, status);
-        sqlite3_bind_int(st, i, limit > 0 ? limit : -1);
-        r = collect(s, st, ret, ret_n);
-    }
+    if (status)
+        r = store_query_rows(s, SQL_LIST_STATUS, &job_row, (void **)ret,
+                             ret_n, "ti", status, limit);
+    else
+        r = store_query_rows(s, SQL_LIST_ALL, &job_row, (void **)ret, ret_n,
+                             "i", limit);
     store_unlock(s);
     return r;
 }
@@ -384,17 +305,10 @@ int store_job_claim_next(store *s, const char *worker, store_job *ret)
     if (!ret)
         return -EINVAL;
     int r;
-    sqlite3_stmt *st;
     store_lock(s);
-    if ((r = store_begin(s)) < 0)
-        goto out;
-    if (!(st = store_stmt(s, SQL_CLAIM))) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, worker);
-    sqlite3_bind_int64(st, 2, store_now());
-    if ((r = step_job(s, st, ret)) < 0)
+    if ((r = store_begin(s)) < 0 ||
+        (r = store_query_row(s, SQL_CLAIM, &job_row, ret, "tI", worker,
+                             store_now())) < 0)
         goto out;
     if ((r = store_commit(s)) < 0)
         store_job_done(ret);
@@ -410,55 +324,21 @@ int store_job_set_progress(store *s, const char *id, int step,
                            double val_loss, double tokens_per_second,
                            double eta_seconds)
 {
-    if (!id)
-        return -EINVAL;
-    int r, changed = 0;
-    store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_PROGRESS);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, id);
-    sqlite3_bind_int(st, 2, step);
-    sqlite3_bind_int(st, 3, total_steps);
-    sqlite3_bind_int(st, 4, epoch);
-    store_bind_real(st, 5, train_loss);
-    store_bind_real(st, 6, val_loss);
-    sqlite3_bind_double(st, 7, tokens_per_second == tokens_per_second
-                               ? tokens_per_second : 0);
-    sqlite3_bind_double(st, 8, eta_seconds == eta_seconds ? eta_seconds : -1);
-    r = run_update(s, st, &changed);
-    if (r == 0 && !changed)
-        r = why_unchanged(s, id);
-out:
-    store_unlock(s);
-    return r;
+    return update_one(s, SQL_PROGRESS, id, "tiiirrdd", id, step, total_steps,
+                      epoch, train_loss, val_loss,
+                      tokens_per_second == tokens_per_second
+                          ? tokens_per_second : 0.0,
+                      eta_seconds == eta_seconds ? eta_seconds : -1.0);
 }
 
 int store_job_finish(store *s, const char *id, const char *status,
                      const char *error_json)
 {
-    if (!id || !status || (strcmp(status, "succeeded") &&
+    if (!status || (strcmp(status, "succeeded") &&
         strcmp(status, "failed") && strcmp(status, "cancelled")))
         return -EINVAL;
-    int r, changed = 0;
-    store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_FINISH);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, id);
-    store_bind_text(st, 2, status);
-    store_bind_text_or_null(st, 3, error_json);
-    sqlite3_bind_int64(st, 4, store_now());
-    r = run_update(s, st, &changed);
-    if (r == 0 && !changed)
-        r = why_unchanged(s, id);
-out:
-    store_unlock(s);
-    return r;
+    return update_one(s, SQL_FINISH, id, "ttnI", id, status, error_json,
+                      store_now());
 }
 
 int store_job_cancel(store *s, const char *id, char *ret_status)
@@ -467,29 +347,20 @@ int store_job_cancel(store *s, const char *id, char *ret_status)
         return -EINVAL;
     char status[16];
     int r;
-    sqlite3_stmt *st = NULL;
     store_lock(s);
     if ((r = store_begin(s)) < 0 ||
         (r = query_status(s, id, status, sizeof(status))) < 0)
         goto out;
     if (!strcmp(status, "queued") || !strcmp(status, "paused")) {
-        if ((st = store_stmt(s, SQL_CANCEL_QUEUED)))
-            sqlite3_bind_int64(st, 2, store_now());
+        r = store_exec(s, SQL_CANCEL_QUEUED, NULL, "tI", id, store_now());
         snprintf(status, sizeof(status), "cancelled");
     } else if (!strcmp(status, "running")) {
-        st = store_stmt(s, SQL_CANCEL_RUNNING);
+        r = store_exec(s, SQL_CANCEL_RUNNING, NULL, "t", id);
     } else {
         r = -EBUSY;
-        goto out;
     }
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, id);
-    if ((r = run_update(s, st, NULL)) < 0)
-        goto out;
-    r = store_commit(s);
+    if (r == 0)
+        r = store_commit(s);
 out:
     if (r < 0)
         store_rollback(s);
@@ -502,28 +373,12 @@ out:
 int store_job_requeue_running(store *s, int *ret_n)
 {
     int r, n = 0;
-    sqlite3_stmt *st;
     store_lock(s);
-    if ((r = store_begin(s)) < 0)
-        goto out;
-    if (!(st = store_stmt(s, SQL_REQUEUE_CANCELLED))) {
-        r = -EIO;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, store_now());
-    if ((r = run_update(s, st, NULL)) < 0)
-        goto out;
-    if (!(st = store_stmt(s, SQL_REQUEUE_PAUSED))) {
-        r = -EIO;
-        goto out;
-    }
-    if ((r = run_update(s, st, NULL)) < 0)
-        goto out;
-    if (!(st = store_stmt(s, SQL_REQUEUE))) {
-        r = -EIO;
-        goto out;
-    }
-    if ((r = run_update(s, st, &n)) < 0)
+    if ((r = store_begin(s)) < 0 ||
+        (r = store_exec(s, SQL_REQUEUE_CANCELLED, NULL, "I",
+                        store_now())) < 0 ||
+        (r = store_exec(s, SQL_REQUEUE_PAUSED, NULL, "")) < 0 ||
+        (r = store_exec(s, SQL_REQUEUE, &n, "")) < 0)
         goto out;
     r = store_commit(s);
 out:
@@ -535,31 +390,33 @@ out:
     return r;
 }
 
+typedef struct queue_pos {
+    text48 status;
+    int pos;
+} queue_pos;
+
+static int read_queue_pos(sqlite3_stmt *st, void *row)
+{
+    queue_pos *q = row;
+    store_col_text(st, 0, q->status, sizeof(q->status));
+    q->pos = sqlite3_column_int(st, 1);
+    return 0;
+}
+
 int store_job_queue_position(store *s, const char *id, int *ret_pos)
 {
+    static const store_rowtype pos_row = { sizeof(queue_pos), read_queue_pos,
+                                           NULL };
     if (!id || !ret_pos)
         return -EINVAL;
-    int r = 0;
+    queue_pos q;
     store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, SQL_QUEUE_POS);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const unsigned char *status = sqlite3_column_text(st, 0);
-        if (status && !strcmp((const char *)status, "queued"))
-            *ret_pos = sqlite3_column_int(st, 1);
-        else
-            r = -ENOENT;
-    } else {
-        r = rc == SQLITE_DONE ? -ENOENT : store_fail(s, rc);
-    }
-    sqlite3_reset(st);
-out:
+    int r = store_query_row(s, SQL_QUEUE_POS, &pos_row, &q, "t", id);
     store_unlock(s);
+    if (r == 0 && strcmp(q.status, "queued"))
+        r = -ENOENT;
+    if (r == 0)
+        *ret_pos = q.pos;
     return r;
 }
 
@@ -612,29 +469,18 @@ int store_job_control(store *s, const char *id, const char *action,
     char status[16];
     int r;
     const char *sql;
-    sqlite3_stmt *st = NULL;
     store_lock(s);
     if ((r = store_begin(s)) < 0 ||
         (r = query_status(s, id, status, sizeof(status))) < 0)
         goto out;
-    if (!(sql = control_sql(action, status, status))) {
+    if (!(sql = control_sql(action, status, status)))
         r = -EBUSY;
-        goto out;
-    }
-    if (!(st = store_stmt(s, sql))) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, id);
-    if (sql == SQL_CONTROL_RUNNING)
-        store_bind_text(st, 2, action);
-    if (sql == SQL_STATUS) {
-        sqlite3_step(st);
-        sqlite3_reset(st);
-    } else if ((r = run_update(s, st, NULL)) < 0) {
-        goto out;
-    }
-    r = store_commit(s);
+    else if (sql == SQL_CONTROL_RUNNING)
+        r = store_exec(s, sql, NULL, "tt", id, action);
+    else if (sql != SQL_STATUS)   /* SQL_STATUS: already paused */
+        r = store_exec(s, sql, NULL, "t", id);
+    if (r == 0)
+        r = store_commit(s);
 out:
     if (r < 0)
         store_rollback(s);
@@ -644,59 +490,35 @@ out:
     return r;
 }
 
-/* Runs a one-id UPDATE (plus an optional text or int second parameter);
- * -EBUSY/-ENOENT when it matched nothing. */
-static int update_one(store *s, const char *sql, const char *id,
-                      const char *text2, const int *int2)
-{
-    if (!id)
-        return -EINVAL;
-    int r, changed = 0;
-    store_lock(s);
-    sqlite3_stmt *st = store_stmt(s, sql);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    store_bind_text(st, 1, id);
-    if (int2)
-        sqlite3_bind_int(st, 2, *int2);
-    else if (sql == SQL_NOTE)
-        store_bind_text_or_null(st, 2, text2 ? text2 : "");
-    r = run_update(s, st, &changed);
-    if (r == 0 && !changed)
-        r = why_unchanged(s, id);
-out:
-    store_unlock(s);
-    return r;
-}
-
 int store_job_pause(store *s, const char *id)
 {
-    return update_one(s, SQL_PAUSE_DONE, id, NULL, NULL);
+    return update_one(s, SQL_PAUSE_DONE, id, "t", id);
 }
 
 int store_job_resume(store *s, const char *id)
 {
-    return update_one(s, SQL_RESUME, id, NULL, NULL);
+    return update_one(s, SQL_RESUME, id, "t", id);
 }
 
 int store_job_set_priority(store *s, const char *id, int priority)
 {
-    return update_one(s, SQL_PRIORITY, id, NULL, &priority);
+    return update_one(s, SQL_PRIORITY, id, "ti", id, priority);
 }
 
 int store_job_set_note(store *s, const char *id, const char *note)
 {
-    return update_one(s, SQL_NOTE, id, note, NULL);
+    return update_one(s, SQL_NOTE, id, "tn", id, note);
 }
 
 int store_job_count(store *s, const char *status, int *ret_n)
 {
     if (!status || !ret_n || !is_status(status))
         return -EINVAL;
+    int64_t n;
     store_lock(s);
-    int r = query_int(s, SQL_COUNT, status, ret_n);
+    int r = store_query_int64(s, SQL_COUNT, &n, "t", status);
     store_unlock(s);
+    if (r == 0)
+        *ret_n = (int)n;
     return r;
 }

@@ -65,14 +65,11 @@ static sqlite3_stmt *prepare(store *s, const char *sql, const char *fmt,
     return st;
 }
 
-int store_exec(store *s, const char *sql, int *ret_changes, const char *fmt,
-               ...)
+int store_execv(store *s, const char *sql, int *ret_changes, const char *fmt,
+                va_list ap)
 {
     int r = 0;
-    va_list ap;
-    va_start(ap, fmt);
     sqlite3_stmt *st = prepare(s, sql, fmt, ap, &r);
-    va_end(ap);
     if (!st)
         return r;
     int rc = sqlite3_step(st);
@@ -82,6 +79,16 @@ int store_exec(store *s, const char *sql, int *ret_changes, const char *fmt,
     if (ret_changes)
         *ret_changes = sqlite3_changes(s->db);
     return 0;
+}
+
+int store_exec(store *s, const char *sql, int *ret_changes, const char *fmt,
+               ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = store_execv(s, sql, ret_changes, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 /* Reads the first row of a bound statement into ret, then steps once more

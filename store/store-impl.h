@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 
 #include "store/store.h"
 
@@ -109,6 +110,8 @@ typedef struct store_rowtype {
  * *ret_changes (may be NULL) gets sqlite3_changes(). */
 int store_exec(store *s, const char *sql, int *ret_changes, const char *fmt,
                ...);
+int store_execv(store *s, const char *sql, int *ret_changes, const char *fmt,
+                va_list ap);
 /* Runs sql and reads its first row into *ret (a t->size struct, written
  * only on success); -ENOENT when there is no row. */
 int store_query_row(store *s, const char *sql, const store_rowtype *t,
