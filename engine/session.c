@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,6 +127,34 @@ int eng_session_set_adapter(eng_session *s, const eng_adapter *a)
 /* ------------------------------------------------------------------------ */
 /* Building blocks                                                           */
 
+/* The rows one thread works on: rows [r0, r0 + n) of the chunk, at
+ * positions p0 + r0 .. (p0: the chunk's first position). Every pointer is
+ * already offset to row r0 of its buffer. */
+typedef struct rows {
+    int r0, n, p0;
+    float *x, *xb, *q, *hb, *hb2, *scores, *lora_tmp;
+    const int *pos;
+} rows;
+
+static rows rows_of(const eng_session *s, int p0, int r0, int n)
+{
+    const eng_config *c = &s->model->cfg;
+    int q_dim = c->n_heads * c->head_dim;
+    size_t r = (size_t)r0;
+
+    return (rows){
+        .r0 = r0, .n = n, .p0 = p0,
+        .x = s->x + r * c->dim,
+        .xb = s->xb + r * imax(c->dim, q_dim),
+        .q = s->q + r * q_dim,
+        .hb = s->hb + r * c->hidden_dim,
+        .hb2 = s->hb2 + r * c->hidden_dim,
+        .scores = s->scores + r * s->ctx,
+        .lora_tmp = s->lora_tmp ? s->lora_tmp + r * s->lora_cap : NULL,
+        .pos = s->pos + r0,
+    };
+}
+
 /* y (n, W.rows) (+)= x (n, W.cols) W^T */
 static void linear(const eng_session *s, float *y, const float *x,
                    const eng_tensor *W, int n, int acc)
@@ -140,9 +169,9 @@ static void linear(const eng_session *s, float *y, const float *x,
 
 /* y (n, out) += scale * (x (n, in) A^T) B^T for target t of layer l, when the
  * adapter has it. The two thin GEMMs cost r*(in+out) per row, a few percent
- * of the base weight's in*out. */
+ * of the base weight's in*out. tmp: (n, rank) scratch. */
 static void lora_add(const eng_session *s, int l, int t, const float *x,
-                     float *y, int n)
+                     float *y, int n, float *tmp)
 {
     const eng_adapter *a = s->adapter;
     const eng_lora *lo;
@@ -150,23 +179,23 @@ static void lora_add(const eng_session *s, int l, int t, const float *x,
     if (!a || !(lo = eng_adapter_at(a, l, t))->A)
         return;
     eng_k_gemm(0, 1, n, a->rank, lo->in, 1.0f, x, lo->in, lo->A, lo->in, 0.0f,
-               s->lora_tmp, a->rank);
-    eng_k_gemm(0, 1, n, lo->out, a->rank, a->scale, s->lora_tmp, a->rank,
-               lo->B, a->rank, 1.0f, y, lo->out);
+               tmp, a->rank);
+    eng_k_gemm(0, 1, n, lo->out, a->rank, a->scale, tmp, a->rank, lo->B,
+               a->rank, 1.0f, y, lo->out);
 }
 
 /* A target's base weight plus its bias and LoRA delta. */
 static void project(const eng_session *s, int l, int t, float *y,
-                    const float *x, int n, int acc)
+                    const float *x, const rows *R, int acc)
 {
     eng_layer *L = &s->model->layers[l];
     const eng_tensor *bias = t == ENG_T_Q ? &L->bq : t == ENG_T_K ? &L->bk :
                              t == ENG_T_V ? &L->bv : NULL;
 
-    linear(s, y, x, eng_layer_target(L, t), n, acc);
+    linear(s, y, x, eng_layer_target(L, t), R->n, acc);
     if (bias && bias->data)
-        eng_k_add_bias(y, bias, n, bias->cols);
-    lora_add(s, l, t, x, y, n);
+        eng_k_add_bias(y, bias, R->n, bias->cols);
+    lora_add(s, l, t, x, y, R->n, R->lora_tmp);
 }
 
 /* One query row against keys 0..T-1 of one kv head: the decode path, and
@@ -191,39 +220,41 @@ static void attend_row(const float *q, const float *K, const float *V,
     }
 }
 
-/* Causal attention of n query rows (positions p0..p0+n-1) over the cached
- * keys 0..p0+n-1. q (n, q_dim); out (n, q_dim). */
-static void attention(eng_session *s, int l, int p0, int n, float *out)
+/* Causal attention of the rows' queries R->q (positions pos0..pos0+n-1,
+ * pos0 = R->p0 + R->r0) over the cached keys 0..pos0+n-1 of layer l, into
+ * out (n, q_dim). Reads only cache rows up to the rows' own. */
+static void attention(eng_session *s, int l, const rows *R, float *out)
 {
     const eng_config *c = &s->model->cfg;
     int hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
-    int group = c->n_heads / c->n_kv_heads, T = p0 + n;
+    int group = c->n_heads / c->n_kv_heads, n = R->n;
+    int pos0 = R->p0 + R->r0, T = pos0 + n;
     const float *Kl = s->k_cache + (size_t)l * s->ctx * kv_dim;
     const float *Vl = s->v_cache + (size_t)l * s->ctx * kv_dim;
     float scale = 1.0f / sqrtf((float)hd);
 
     for (int h = 0; h < c->n_heads; h++) {
         const float *K = Kl + (h / group) * hd, *V = Vl + (h / group) * hd;
-        const float *Q = s->q + h * hd;
+        const float *Q = R->q + h * hd;
         float *O = out + h * hd;
 
         if (n == 1 || s->naive) {
             for (int r = 0; r < n; r++)
-                attend_row(Q + (size_t)r * q_dim, K, V, p0 + r + 1, hd, kv_dim,
-                           scale, s->scores, O + (size_t)r * q_dim);
+                attend_row(Q + (size_t)r * q_dim, K, V, pos0 + r + 1, hd,
+                           kv_dim, scale, R->scores, O + (size_t)r * q_dim);
             continue;
         }
         /* S (n, T) = Q K^T * scale; mask; softmax rows; O (n, hd) = S V */
-        eng_k_gemm(0, 1, n, T, hd, scale, Q, q_dim, K, kv_dim, 0.0f, s->scores,
-                   T);
+        eng_k_gemm(0, 1, n, T, hd, scale, Q, q_dim, K, kv_dim, 0.0f,
+                   R->scores, T);
         for (int r = 0; r < n; r++) {
-            float *S = s->scores + (size_t)r * T;
-            int valid = p0 + r + 1;
+            float *S = R->scores + (size_t)r * T;
+            int valid = pos0 + r + 1;
 
             eng_k_softmax(S, valid);
             memset(S + valid, 0, (size_t)(T - valid) * sizeof(*S));
         }
-        eng_k_gemm(0, 0, n, hd, T, 1.0f, s->scores, T, V, kv_dim, 0.0f, O,
+        eng_k_gemm(0, 0, n, hd, T, 1.0f, R->scores, T, V, kv_dim, 0.0f, O,
                    q_dim);
     }
 }
@@ -231,33 +262,151 @@ static void attention(eng_session *s, int l, int p0, int n, float *out)
 /* ------------------------------------------------------------------------ */
 /* Forward                                                                   */
 
-static void layer_forward(eng_session *s, int l, int p0, int n)
+/* Layer l's q, k and v of the rows (k and v straight into the cache). */
+static void layer_qkv(eng_session *s, int l, const rows *R)
 {
     const eng_config *c = &s->model->cfg;
     eng_layer *L = &s->model->layers[l];
     int hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
-    float *kc = s->k_cache + ((size_t)l * s->ctx + p0) * kv_dim;
-    float *vc = s->v_cache + ((size_t)l * s->ctx + p0) * kv_dim;
-    size_t hn = (size_t)n * c->hidden_dim;
+    size_t at = (size_t)l * s->ctx + R->p0 + R->r0;
+    float *kc = s->k_cache + at * kv_dim, *vc = s->v_cache + at * kv_dim;
 
-    /* attention block */
-    eng_k_rmsnorm(s->xb, s->x, &L->attn_norm, n, c->dim, c->norm_eps, NULL);
-    project(s, l, ENG_T_Q, s->q, s->xb, n, 0);
-    project(s, l, ENG_T_K, kc, s->xb, n, 0);
-    project(s, l, ENG_T_V, vc, s->xb, n, 0);
-    eng_k_rope(s->q, n, c->n_heads, hd, s->pos, s->model->rope_inv_freq,
+    eng_k_rmsnorm(R->xb, R->x, &L->attn_norm, R->n, c->dim, c->norm_eps, NULL);
+    project(s, l, ENG_T_Q, R->q, R->xb, R, 0);
+    project(s, l, ENG_T_K, kc, R->xb, R, 0);
+    project(s, l, ENG_T_V, vc, R->xb, R, 0);
+    eng_k_rope(R->q, R->n, c->n_heads, hd, R->pos, s->model->rope_inv_freq,
                c->rope_style, 0);
-    eng_k_rope(kc, n, c->n_kv_heads, hd, s->pos, s->model->rope_inv_freq,
+    eng_k_rope(kc, R->n, c->n_kv_heads, hd, R->pos, s->model->rope_inv_freq,
                c->rope_style, 0);
-    attention(s, l, p0, n, s->xb);
-    project(s, l, ENG_T_O, s->x, s->xb, n, 1);
+}
 
-    /* MLP block */
-    eng_k_rmsnorm(s->xb, s->x, &L->ffn_norm, n, c->dim, c->norm_eps, NULL);
-    project(s, l, ENG_T_GATE, s->hb, s->xb, n, 0);
-    project(s, l, ENG_T_UP, s->hb2, s->xb, n, 0);
-    eng_k_swiglu(s->hb, s->hb, s->hb2, hn);
-    project(s, l, ENG_T_DOWN, s->x, s->hb, n, 1);
+/* The rest of layer l for the rows, once the cache holds every key up to
+ * the rows' own: attention, output projection, MLP. */
+static void layer_rest(eng_session *s, int l, const rows *R)
+{
+    const eng_config *c = &s->model->cfg;
+    eng_layer *L = &s->model->layers[l];
+    size_t hn = (size_t)R->n * c->hidden_dim;
+
+    attention(s, l, R, R->xb);
+    project(s, l, ENG_T_O, R->x, R->xb, R, 1);
+    eng_k_rmsnorm(R->xb, R->x, &L->ffn_norm, R->n, c->dim, c->norm_eps, NULL);
+    project(s, l, ENG_T_GATE, R->hb, R->xb, R, 0);
+    project(s, l, ENG_T_UP, R->hb2, R->xb, R, 0);
+    eng_k_swiglu(R->hb, R->hb, R->hb2, hn);
+    project(s, l, ENG_T_DOWN, R->x, R->hb, R, 1);
+}
+
+/* Prefill on two threads. Two single-threaded BLAS calls on halves of the
+ * rows run much faster here than OpenBLAS's own two threads on the whole
+ * (the same finding as train.c's worker slices: OpenBLAS's 2-thread sgemm
+ * on these shapes is much less efficient, and every call waits for the
+ * slower of its threads). The chunk's rows are cut in two: part 0 (the
+ * first rows) never needs anything from part 1, since causal attention
+ * only looks back; part 1 needs part 0's keys and values of each layer
+ * before its attention there. So part 0 runs its layers straight through,
+ * publishing "layer l's k/v are in the cache" after each layer's q/k/v,
+ * and part 1 waits for that before its attention of layer l (in practice
+ * only at the start: part 0 has the shorter attention and runs ahead).
+ * No barrier, no spinning: a mutex and condition variable, one publish per
+ * layer. The helper is a plain pthread with the default stack (the static
+ * TLS of kernels.c and rowmm.c, 2.5 MiB, must fit in it). Each row's
+ * result is the same arithmetic as on one thread, only cut differently
+ * across BLAS calls. */
+typedef struct split {
+    eng_session *s;
+    rows part[2];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int kv_done;        /* layers whose part-0 k/v are in the cache */
+} split;
+
+static void part0_run(split *sp)
+{
+    eng_session *s = sp->s;
+    const rows *R = &sp->part[0];
+
+    for (int l = 0; l < s->model->cfg.n_layers; l++) {
+        layer_qkv(s, l, R);
+        pthread_mutex_lock(&sp->mu);
+        sp->kv_done = l + 1;
+        pthread_cond_signal(&sp->cv);
+        pthread_mutex_unlock(&sp->mu);
+        layer_rest(s, l, R);
+    }
+}
+
+static void *part1_run(void *arg)
+{
+    split *sp = arg;
+    eng_session *s = sp->s;
+    const rows *R = &sp->part[1];
+
+    for (int l = 0; l < s->model->cfg.n_layers; l++) {
+        layer_qkv(s, l, R);
+        pthread_mutex_lock(&sp->mu);
+        while (sp->kv_done <= l)
+            pthread_cond_wait(&sp->cv, &sp->mu);
+        pthread_mutex_unlock(&sp->mu);
+        layer_rest(s, l, R);
+    }
+    return NULL;
+}
+
+/* Rows below which a chunk runs on one thread (OpenBLAS's threads): the
+ * split's thread start and per-layer hand-over are not worth it, and a
+ * few rows are bandwidth-bound, better cut by output columns. */
+enum { SPLIT_MIN_ROWS = 16 };
+
+/* The cut that best balances the parts: per row and layer, the linears'
+ * FLOPs plus the attention's (both GEMMs over every key up to the part's
+ * last row, the masked ones included). */
+static int split_point(const eng_config *c, int p0, int n)
+{
+    double q = (double)c->n_heads * c->head_dim;
+    double kv = (double)c->n_kv_heads * c->head_dim;
+    double lin = 2.0 * (c->dim * (q + 2 * kv) + q * c->dim +
+                        3.0 * c->dim * c->hidden_dim);
+    double att = 4.0 * q; /* per (row, key) */
+    int best = n / 2;
+    double best_cost = 1e300;
+
+    for (int a = 1; a < n; a++) {
+        double c0 = a * (lin + att * (p0 + a));
+        double c1 = (n - a) * (lin + att * (p0 + n));
+        double m = c0 > c1 ? c0 : c1;
+
+        if (m < best_cost)
+            best_cost = m, best = a;
+    }
+    return best;
+}
+
+/* Runs the chunk split over two threads; false if the helper thread could
+ * not be started (nothing has been computed then). */
+static bool chunk_split(eng_session *s, int p0, int n)
+{
+    int cut = split_point(&s->model->cfg, p0, n), threads = eng_k_get_threads();
+    split sp = { .s = s, .kv_done = 0 };
+    pthread_t th;
+    bool ok;
+
+    sp.part[0] = rows_of(s, p0, 0, cut);
+    sp.part[1] = rows_of(s, p0, cut, n - cut);
+    pthread_mutex_init(&sp.mu, NULL);
+    pthread_cond_init(&sp.cv, NULL);
+    /* two threads on single-threaded BLAS: as many busy threads as cores */
+    eng_k_set_threads(1);
+    ok = pthread_create(&th, NULL, part1_run, &sp) == 0;
+    if (ok) {
+        part0_run(&sp);
+        pthread_join(th, NULL);
+    }
+    eng_k_set_threads(threads);
+    pthread_cond_destroy(&sp.cv);
+    pthread_mutex_destroy(&sp.mu);
+    return ok;
 }
 
 static void chunk_forward(eng_session *s, const int32_t *ids, int n,
@@ -270,8 +419,15 @@ static void chunk_forward(eng_session *s, const int32_t *ids, int n,
         eng_k_row_f32(&s->model->tok_emb, ids[r], s->x + (size_t)r * c->dim);
         s->pos[r] = p0 + r;
     }
-    for (int l = 0; l < c->n_layers; l++)
-        layer_forward(s, l, p0, n);
+    if (s->naive || n < SPLIT_MIN_ROWS || eng_k_get_threads() < 2 ||
+        !chunk_split(s, p0, n)) {
+        rows R = rows_of(s, p0, 0, n);
+
+        for (int l = 0; l < c->n_layers; l++) {
+            layer_qkv(s, l, &R);
+            layer_rest(s, l, &R);
+        }
+    }
     s->n_past += n;
     if (!want_logits)
         return;
