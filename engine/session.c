@@ -220,6 +220,11 @@ static void attend_row(const float *q, const float *K, const float *V,
     }
 }
 
+/* Query rows per attention block: the causal triangle is covered by blocks
+ * of this many rows, each against the keys up to its own last row, so about
+ * ATT_BLOCK / 2 masked keys per row are computed instead of half the square. */
+enum { ATT_BLOCK = 64 };
+
 /* Causal attention of the rows' queries R->q (positions pos0..pos0+n-1,
  * pos0 = R->p0 + R->r0) over the cached keys 0..pos0+n-1 of layer l, into
  * out (n, q_dim). Reads only cache rows up to the rows' own. */
@@ -228,7 +233,7 @@ static void attention(eng_session *s, int l, const rows *R, float *out)
     const eng_config *c = &s->model->cfg;
     int hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
     int group = c->n_heads / c->n_kv_heads, n = R->n;
-    int pos0 = R->p0 + R->r0, T = pos0 + n;
+    int pos0 = R->p0 + R->r0;
     const float *Kl = s->k_cache + (size_t)l * s->ctx * kv_dim;
     const float *Vl = s->v_cache + (size_t)l * s->ctx * kv_dim;
     float scale = 1.0f / sqrtf((float)hd);
@@ -244,18 +249,26 @@ static void attention(eng_session *s, int l, const rows *R, float *out)
                            kv_dim, scale, R->scores, O + (size_t)r * q_dim);
             continue;
         }
-        /* S (n, T) = Q K^T * scale; mask; softmax rows; O (n, hd) = S V */
-        eng_k_gemm(0, 1, n, T, hd, scale, Q, q_dim, K, kv_dim, 0.0f,
-                   R->scores, T);
-        for (int r = 0; r < n; r++) {
-            float *S = R->scores + (size_t)r * T;
-            int valid = pos0 + r + 1;
+        /* Causal blocks of ATT_BLOCK rows, each against the keys up to its
+         * last row only: S (nb, Tb) = Q K^T * scale; mask; softmax rows;
+         * O (nb, hd) = S V. */
+        for (int b0 = 0; b0 < n; b0 += ATT_BLOCK) {
+            int nb = n - b0 < ATT_BLOCK ? n - b0 : ATT_BLOCK;
+            int Tb = pos0 + b0 + nb;
+            const float *Qb = Q + (size_t)b0 * q_dim;
 
-            eng_k_softmax(S, valid);
-            memset(S + valid, 0, (size_t)(T - valid) * sizeof(*S));
+            eng_k_gemm(0, 1, nb, Tb, hd, scale, Qb, q_dim, K, kv_dim, 0.0f,
+                       R->scores, Tb);
+            for (int r = 0; r < nb; r++) {
+                float *S = R->scores + (size_t)r * Tb;
+                int valid = pos0 + b0 + r + 1;
+
+                eng_k_softmax(S, valid);
+                memset(S + valid, 0, (size_t)(Tb - valid) * sizeof(*S));
+            }
+            eng_k_gemm(0, 0, nb, hd, Tb, 1.0f, R->scores, Tb, V, kv_dim, 0.0f,
+                       O + (size_t)b0 * q_dim, q_dim);
         }
-        eng_k_gemm(0, 0, n, hd, T, 1.0f, R->scores, T, V, kv_dim, 0.0f, O,
-                   q_dim);
     }
 }
 
@@ -359,9 +372,22 @@ static void *part1_run(void *arg)
  * few rows are bandwidth-bound, better cut by output columns. */
 enum { SPLIT_MIN_ROWS = 16 };
 
-/* The cut that best balances the parts: per row and layer, the linears'
- * FLOPs plus the attention's (both GEMMs over every key up to the part's
- * last row, the masked ones included). */
+/* Keys attention() computes scores for (masked ones included), over the
+ * rows at positions pos0..pos0+n-1: each block's rows times its keys. */
+static double attn_keys(int pos0, int n)
+{
+    double k = 0;
+
+    for (int b0 = 0; b0 < n; b0 += ATT_BLOCK) {
+        int nb = n - b0 < ATT_BLOCK ? n - b0 : ATT_BLOCK;
+
+        k += (double)nb * (pos0 + b0 + nb);
+    }
+    return k;
+}
+
+/* The cut that best balances the parts: per layer, the linears' FLOPs per
+ * row plus the attention's per (row, key) computed. */
 static int split_point(const eng_config *c, int p0, int n)
 {
     double q = (double)c->n_heads * c->head_dim;
@@ -373,8 +399,8 @@ static int split_point(const eng_config *c, int p0, int n)
     double best_cost = 1e300;
 
     for (int a = 1; a < n; a++) {
-        double c0 = a * (lin + att * (p0 + a));
-        double c1 = (n - a) * (lin + att * (p0 + n));
+        double c0 = a * lin + att * attn_keys(p0, a);
+        double c1 = (n - a) * lin + att * attn_keys(p0 + a, n - a);
         double m = c0 > c1 ? c0 : c1;
 
         if (m < best_cost)

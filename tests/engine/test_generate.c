@@ -374,7 +374,8 @@ static void test_lora(void)
  * threads (session.c's split; the second slice waits for the first one's
  * keys and values of each layer). It must give what one thread gives row
  * by row: logits of the last row, the KV cache (checked by decoding on),
- * a second chunk after a first (p0 > 0), with and without a LoRA adapter,
+ * a second chunk after a first (p0 > 0), attention in several causal
+ * blocks and a partial one, with and without a LoRA adapter,
  * with q/k/v biases and both RoPE conventions. */
 static void test_split_prefill(void)
 {
@@ -384,12 +385,13 @@ static void test_split_prefill(void)
         eng_model *m = NULL;
         eng_adapter *a = NULL;
         eng_session *step = NULL, *whole = NULL, *halves = NULL;
-        enum { N = 48, DEC = 4 };
+        enum { N = 150, DEC = 4 }; /* slices of > 64 rows: 2 attention blocks */
         int32_t ids[N + DEC];
         uint64_t r = 11 + variant;
         float *ref = NULL, d_whole = 0, d_halves = 0, d_dec = 0;
         int V = c.vocab_size;
 
+        c.max_seq_len = N + DEC;
         for (int i = 0; i < N + DEC; i++) {
             r = r * 6364136223846793005ull + 1442695040888963407ull;
             ids[i] = (int32_t)((r >> 33) % (uint64_t)V);
