@@ -9,137 +9,416 @@
  * for more, each summing in a different order, so the last bits of a row
  * (and so an argmax tie) can depend on the batch size. Here every output
  * element out[r][o] is one dot product x_r . W_o computed in one fixed
- * order: sixteen lanes, lane j accumulating elements i = j (mod 16) in
- * ascending i (a fused multiply-add where the CPU has one), the cols % 16
- * tail summed separately in ascending order, then the lanes folded in a
- * fixed tree and the tail added. The tile a row lands in (1 to 4 x rows by
- * 1 to 4 weight rows, all from the same code) and the thread that computes
- * it change nothing, so row r's bits depend only on x_r and W.
+ * order:
  *
- * Speed. Decoding one row reads every weight once: the kernel streams 4
- * weight rows at a time against the x rows, split over the threads by
- * output rows, which is what makes batch-1 decode bandwidth bound (it is
- * also the gemv of issue #6's roofline target, now on every thread). With B
- * rows each weight tile is reused B times from L1, so a decode step for 16
- * sequences costs little more than one. Prefill runs the same kernel over
- * blocks of rows (4 x 4 register tiles of 16-float vectors: 16 FMAs per 8
- * loads).
+ *   - sixteen lanes, lane j accumulating x[i] * w[i] for i = j (mod 16) in
+ *     ascending i with a fused multiply-add (fmaf); the last partial group
+ *     of 16 (cols % 16 elements) is zero-padded, so its missing lanes add
+ *     fmaf(0, 0, acc);
+ *   - the lanes folded in a fixed tree: s1[i] = a[i] + a[i + 8] (i < 8),
+ *     s2[i] = s1[i] + s1[i + 4] (i < 4), d = (s2[0] + s2[2]) +
+ *     (s2[1] + s2[3]);
+ *   - out = alpha * d, or out + alpha * d with accumulate.
  *
- * Weights in f32 are read in place; any other dtype is converted 4 rows at
- * a time into a per-thread scratch (eng_k_row_f32), then multiplied as f32.
+ * Every kernel below, whatever its register tile or the thread that runs
+ * it, performs exactly these IEEE operations on exactly these operands, so
+ * row r's bits depend only on x_r and W (and never on the CPU's vector
+ * width: the portable fallback does the same fmaf and adds one lane at a
+ * time).
  *
- * Threads. A process-wide pool of n-1 helpers (n = eng_k_get_threads(),
- * OpenBLAS's count, which eng_set_threads sets) created on first use. A
- * call splits its output rows into n contiguous ranges (multiples of 4):
- * the caller runs range 0, helpers the rest. Helpers spin briefly between
- * calls (a decode step makes hundreds of calls a few microseconds apart)
- * and then sleep on a condition variable. Only one caller uses the pool at
- * a time; a second concurrent caller (another engine thread) computes its
- * whole call alone, which gives the same bits.
+ * Kernels (AVX-512, chosen at run time; the portable C fallback otherwise):
+ *
+ *   - one row (batch-1 decode, bandwidth bound): each thread streams its
+ *     own contiguous range of weight rows strictly in order, one row after
+ *     the other (one sequential stream is what the hardware prefetcher
+ *     follows best: interleaving 4 rows read at about half the bandwidth
+ *     here), each row into its own accumulator; every 16 rows the 16
+ *     accumulators are folded together by a transposing tree of shuffles
+ *     and adds (the per-lane tree above, 16 dot products at once).
+ *   - several rows (batched decode, prefill): 4 weight rows x 4 x rows
+ *     register tiles (16 accumulators, 8 loads per 16 FMAs), folded the
+ *     same way. A block of 4 weight rows is loaded once and used against
+ *     every x row of the block, so a decode step over 16 sequences reads
+ *     the weights once; while the first x tile of a block runs, the next
+ *     block is prefetched in order (software prefetch, one sequential
+ *     stream). x rows are taken in blocks that fit in L2, so prefill reads
+ *     x from cache and each weight once per x block.
+ *
+ * Weights in f32 are read in place; any other dtype is converted a block
+ * of rows at a time into a per-thread scratch (eng_k_row_f32), then
+ * multiplied as f32.
+ *
+ * Threads. A process-wide pool of n-1 helpers (n = the caller's
+ * eng_k_pool_threads()) created on first use. A call splits its output
+ * rows into n contiguous ranges (multiples of 16): the caller runs range 0,
+ * helpers the rest. Helpers spin briefly between calls (a decode step makes
+ * hundreds of calls a few microseconds apart) and then sleep on a
+ * condition variable. Only one caller uses the pool at a time; a second
+ * concurrent caller (another engine thread) computes its whole call alone,
+ * which gives the same bits.
  */
 #include "kernels.h"
 
-/* v16 values passed by value between inlined helpers: no ABI involved. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 #include <assert.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef float v16 __attribute__((vector_size(64)));
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <immintrin.h>
+#define RM_AVX512 1
+/* Everything that touches __m512 is compiled for AVX-512 and only called
+ * after the run-time check (have_avx512); helpers are always inlined into
+ * such functions, so no 512-bit value crosses a non-AVX-512 ABI boundary
+ * (clang refuses that, GCC warns). */
+#define AVX512_FN __attribute__((target("avx512f")))
+#define AVX512_INLINE static inline \
+    __attribute__((always_inline, target("avx512f")))
+#else
+#define RM_AVX512 0
+#endif
 
-enum { TW = 4, TX = 4, SCRATCH = 16 * 32768, MAX_THREADS = 64 };
+enum {
+    TW = 4,              /* weight rows per register tile */
+    TX = 4,              /* x rows per register tile */
+    G1 = 16,             /* weight rows per fold group of the one-row kernel */
+    SPLIT = 16,          /* thread ranges start at multiples of this */
+    XBLOCK_BYTES = 384 << 10, /* x rows per block: about this much (L2) */
+    PF_BYTES = 32 << 10, /* weights prefetched (into L2) this far ahead */
+    MAX_THREADS = 64,
+};
 
-static inline v16 ld16(const float *p)
+/* ------------------------------------------------------------------------ */
+/* Per-thread scratch for non-f32 weights                                    */
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static _Thread_local float *scratch;
+static _Thread_local size_t scratch_cap;
+
+static void scratch_key_init(void)
 {
-    v16 v;
+    pthread_key_create(&scratch_key, free);
+}
 
-    memcpy(&v, p, sizeof(v));
+/* A buffer of at least n floats, owned by the calling thread (freed when
+ * it exits). NULL when out of memory. */
+static float *scratch_get(size_t n)
+{
+    if (n <= scratch_cap)
+        return scratch;
+    pthread_once(&scratch_once, scratch_key_init);
+    float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    if (!p)
+        return NULL;
+    free(scratch);
+    scratch = p;
+    scratch_cap = n;
+    pthread_setspecific(scratch_key, p);
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Portable kernel: the reference order, one dot product at a time           */
+
+static float dot_ref(const float *w, const float *x, int cols)
+{
+    float a[16] = { 0 };
+    float s1[8], s2[4];
+
+    for (int i = 0; i < cols; i += 16)
+        for (int j = 0; j < 16; j++) {
+            float wv = i + j < cols ? w[i + j] : 0.0f;
+            float xv = i + j < cols ? x[i + j] : 0.0f;
+
+            a[j] = fmaf(wv, xv, a[j]);
+        }
+    for (int i = 0; i < 8; i++)
+        s1[i] = a[i] + a[i + 8];
+    for (int i = 0; i < 4; i++)
+        s2[i] = s1[i] + s1[i + 4];
+    return (s2[0] + s2[2]) + (s2[1] + s2[3]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* AVX-512 kernels                                                           */
+
+#if RM_AVX512
+
+/* [p.lo256 + p.hi256 | q.lo256 + q.hi256]: step 1 of the fold for two
+ * accumulators. */
+AVX512_INLINE __m512 fold_a(__m512 p, __m512 q)
+{
+    return _mm512_add_ps(_mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+/* Step 2: 128-bit lanes (0 + 1), (2 + 3) of p, then of q. */
+AVX512_INLINE __m512 fold_b(__m512 p, __m512 q)
+{
+    return _mm512_add_ps(_mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* The per-lane tree of 16 accumulators at once: lane 4 L + m of the result
+ * is the folded a[4 m + L]. */
+AVX512_INLINE __m512 fold16(const __m512 *a)
+{
+    __m512 b0 = fold_a(a[0], a[1]), b1 = fold_a(a[2], a[3]);
+    __m512 b2 = fold_a(a[4], a[5]), b3 = fold_a(a[6], a[7]);
+    __m512 b4 = fold_a(a[8], a[9]), b5 = fold_a(a[10], a[11]);
+    __m512 b6 = fold_a(a[12], a[13]), b7 = fold_a(a[14], a[15]);
+    /* c_k, 128-bit lane L: s2 of a[4 k + L] */
+    __m512 c0 = fold_b(b0, b1), c1 = fold_b(b2, b3);
+    __m512 c2 = fold_b(b4, b5), c3 = fold_b(b6, b7);
+    /* per 128-bit lane: [s2_0 + s2_2, s2_1 + s2_3] of two accumulators */
+    __m512 d0 = _mm512_add_ps(_mm512_shuffle_ps(c0, c1, _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_ps(c0, c1, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 d1 = _mm512_add_ps(_mm512_shuffle_ps(c2, c3, _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_ps(c2, c3, _MM_SHUFFLE(3, 2, 3, 2)));
+
+    return _mm512_add_ps(_mm512_shuffle_ps(d0, d1, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_ps(d0, d1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* The same tree for one accumulator. */
+AVX512_INLINE float fold1(__m512 a)
+{
+    __m256 lo = _mm512_castps512_ps256(a);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+    __m256 s1 = _mm256_add_ps(lo, hi);
+    __m128 s2 = _mm_add_ps(_mm256_castps256_ps128(s1),
+                           _mm256_extractf128_ps(s1, 1));
+    __m128 e = _mm_add_ps(s2, _mm_movehl_ps(s2, s2)); /* [s0+s2, s1+s3] */
+
+    return _mm_cvtss_f32(_mm_add_ss(e, _mm_shuffle_ps(e, e, 1)));
+}
+
+/* One dot product (the reference order). */
+AVX512_INLINE __m512 dot_acc(const float *w, const float *x, int c16,
+                             __mmask16 tm)
+{
+    __m512 a = _mm512_setzero_ps();
+
+    for (int i = 0; i < c16; i += 16)
+        a = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a);
+    if (tm)
+        a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tm, w + c16),
+                            _mm512_maskz_loadu_ps(tm, x + c16), a);
+    return a;
+}
+
+/* out[o] (+)= alpha * x . w_o for nrows consecutive weight rows (stride
+ * ldw), one row at a time, folded 16 rows at a time. */
+AVX512_FN static void rows1_avx512(const float *w, size_t ldw, int nrows,
+                                   const float *x, int cols, float *out,
+                                   float alpha, int accumulate)
+{
+    const __m512i perm = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2,
+                                          13, 9, 5, 1, 12, 8, 4, 0);
+    int c16 = cols & ~15;
+    __mmask16 tm = (__mmask16)((1u << (cols & 15)) - 1);
+    __m512 va = _mm512_set1_ps(alpha);
+
+    for (int g = 0; g < nrows; g += G1) {
+        int ng = nrows - g < G1 ? nrows - g : G1;
+        __mmask16 om = (__mmask16)(ng == 16 ? 0xffff : (1u << ng) - 1);
+        __m512 acc[G1];
+        __m512 d;
+
+        for (int k = 0; k < ng; k++)
+            acc[k] = dot_acc(w + (size_t)(g + k) * ldw, x, c16, tm);
+        for (int k = ng; k < G1; k++)
+            acc[k] = _mm512_setzero_ps();
+        /* lane 4 L + m holds row 4 m + L: put row k in lane k */
+        d = _mm512_mul_ps(va, _mm512_permutexvar_ps(perm, fold16(acc)));
+        if (accumulate)
+            d = _mm512_add_ps(_mm512_maskz_loadu_ps(om, out + g), d);
+        _mm512_mask_storeu_ps(out + g, om, d);
+    }
+}
+
+/* One TW x TX tile: weight rows w[0..3] (stride ldw) against x rows
+ * x[0..3] (stride ldx); only nw x nx of it are real (the rest repeat row
+ * 0 and are not stored). With pf, the TW * cols floats at pf are
+ * prefetched into L2 along the way (a later weight block, in order). */
+AVX512_INLINE void tile44(const float *w, size_t ldw, int nw, const float *x,
+                          size_t ldx, int nx, int cols, float *out,
+                          size_t ldo, __m512 va, int accumulate,
+                          const char *pf)
+{
+    const float *w0 = w, *w1 = nw > 1 ? w + ldw : w;
+    const float *w2 = nw > 2 ? w + 2 * ldw : w, *w3 = nw > 3 ? w + 3 * ldw : w;
+    const float *x0 = x, *x1 = nx > 1 ? x + ldx : x;
+    const float *x2 = nx > 2 ? x + 2 * ldx : x, *x3 = nx > 3 ? x + 3 * ldx : x;
+    int c16 = cols & ~15, i;
+    __mmask16 tm = (__mmask16)((1u << (cols & 15)) - 1);
+    __m512 a[16];
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
+    __m512 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+    __m512 c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    __m512 xv0, xv1, xv2, xv3, wv;
+
+#define RM_STEP(LOAD)                                                     \
+    do {                                                                  \
+        xv0 = LOAD(x0 + i), xv1 = LOAD(x1 + i);                           \
+        xv2 = LOAD(x2 + i), xv3 = LOAD(x3 + i);                           \
+        wv = LOAD(w0 + i);                                                \
+        c00 = _mm512_fmadd_ps(wv, xv0, c00);                              \
+        c01 = _mm512_fmadd_ps(wv, xv1, c01);                              \
+        c02 = _mm512_fmadd_ps(wv, xv2, c02);                              \
+        c03 = _mm512_fmadd_ps(wv, xv3, c03);                              \
+        wv = LOAD(w1 + i);                                                \
+        c10 = _mm512_fmadd_ps(wv, xv0, c10);                              \
+        c11 = _mm512_fmadd_ps(wv, xv1, c11);                              \
+        c12 = _mm512_fmadd_ps(wv, xv2, c12);                              \
+        c13 = _mm512_fmadd_ps(wv, xv3, c13);                              \
+        wv = LOAD(w2 + i);                                                \
+        c20 = _mm512_fmadd_ps(wv, xv0, c20);                              \
+        c21 = _mm512_fmadd_ps(wv, xv1, c21);                              \
+        c22 = _mm512_fmadd_ps(wv, xv2, c22);                              \
+        c23 = _mm512_fmadd_ps(wv, xv3, c23);                              \
+        wv = LOAD(w3 + i);                                                \
+        c30 = _mm512_fmadd_ps(wv, xv0, c30);                              \
+        c31 = _mm512_fmadd_ps(wv, xv1, c31);                              \
+        c32 = _mm512_fmadd_ps(wv, xv2, c32);                              \
+        c33 = _mm512_fmadd_ps(wv, xv3, c33);                              \
+    } while (0)
+#define RM_LOADU(p) _mm512_loadu_ps(p)
+#define RM_LOADM(p) _mm512_maskz_loadu_ps(tm, p)
+
+    if (pf) {
+        /* the next block is TW * cols floats: 4 lines per 16 columns */
+        for (i = 0; i < c16; i += 16) {
+            const char *p = pf + (size_t)i * 16;
+
+            _mm_prefetch(p, _MM_HINT_T1);
+            _mm_prefetch(p + 64, _MM_HINT_T1);
+            _mm_prefetch(p + 128, _MM_HINT_T1);
+            _mm_prefetch(p + 192, _MM_HINT_T1);
+            RM_STEP(RM_LOADU);
+        }
+    } else {
+        for (i = 0; i < c16; i += 16)
+            RM_STEP(RM_LOADU);
+    }
+    if (tm)
+        RM_STEP(RM_LOADM);
+#undef RM_STEP
+#undef RM_LOADU
+#undef RM_LOADM
+    /* a[4 a + r] = c[a][r], so lane 4 r + a of the fold is out[r][a] */
+    a[0] = c00, a[1] = c01, a[2] = c02, a[3] = c03;
+    a[4] = c10, a[5] = c11, a[6] = c12, a[7] = c13;
+    a[8] = c20, a[9] = c21, a[10] = c22, a[11] = c23;
+    a[12] = c30, a[13] = c31, a[14] = c32, a[15] = c33;
+    __m512 d = _mm512_mul_ps(va, fold16(a));
+
+    if (nw == TW && nx == TX) {
+        __m128 r0 = _mm512_castps512_ps128(d);
+        __m128 r1 = _mm512_extractf32x4_ps(d, 1);
+        __m128 r2 = _mm512_extractf32x4_ps(d, 2);
+        __m128 r3 = _mm512_extractf32x4_ps(d, 3);
+        float *o0 = out, *o1 = out + ldo, *o2 = out + 2 * ldo,
+              *o3 = out + 3 * ldo;
+
+        if (accumulate) {
+            r0 = _mm_add_ps(_mm_loadu_ps(o0), r0);
+            r1 = _mm_add_ps(_mm_loadu_ps(o1), r1);
+            r2 = _mm_add_ps(_mm_loadu_ps(o2), r2);
+            r3 = _mm_add_ps(_mm_loadu_ps(o3), r3);
+        }
+        _mm_storeu_ps(o0, r0);
+        _mm_storeu_ps(o1, r1);
+        _mm_storeu_ps(o2, r2);
+        _mm_storeu_ps(o3, r3);
+    } else {
+        float t[16];
+
+        _mm512_storeu_ps(t, d);
+        for (int r = 0; r < nx; r++)
+            for (int k = 0; k < nw; k++) {
+                float *o = out + (size_t)r * ldo + k;
+
+                *o = accumulate ? *o + t[4 * r + k] : t[4 * r + k];
+            }
+    }
+}
+
+/* Weight rows [0, nrows) of w (stride ldw; a block already converted to
+ * f32) against x rows [0, n): x in blocks that fit in L2, each weight block
+ * of TW rows against every x tile of the block. pf_next: the weight rows
+ * that follow (prefetched while the first tile of the last block runs), or
+ * NULL. */
+AVX512_FN static void rowsn_avx512(const float *w, size_t ldw, int nrows,
+                                   const float *x, size_t ldx, int n,
+                                   int cols, float *out, size_t ldo,
+                                   float alpha, int accumulate,
+                                   bool contiguous)
+{
+    __m512 va = _mm512_set1_ps(alpha);
+    int xb = (int)(XBLOCK_BYTES / ((size_t)cols * sizeof(float))) / TX * TX;
+
+    /* prefetch distance: whole blocks, about PF_BYTES ahead */
+    int pf_rows = (int)(PF_BYTES / ((size_t)TW * cols * sizeof(float))) * TW;
+
+    if (xb < TX)
+        xb = TX;
+    if (pf_rows < TW)
+        pf_rows = TW;
+    for (int r0 = 0; r0 < n; r0 += xb) {
+        int r1 = r0 + xb < n ? r0 + xb : n;
+
+        for (int o = 0; o < nrows; o += TW) {
+            int nw = nrows - o < TW ? nrows - o : TW;
+            const float *wo = w + (size_t)o * ldw;
+            /* while the first x tile runs, the block pf_rows ahead is
+             * prefetched (contiguous rows: ldw == cols) */
+            const char *pf = contiguous && o + pf_rows + TW <= nrows
+                             ? (const char *)(wo + (size_t)pf_rows * ldw)
+                             : NULL;
+
+            for (int r = r0; r < r1; r += TX) {
+                int nx = r1 - r < TX ? r1 - r : TX;
+
+                tile44(wo, ldw, nw, x + (size_t)r * ldx, ldx, nx, cols,
+                       out + (size_t)r * ldo + o, ldo, va, accumulate,
+                       r == r0 ? pf : NULL);
+            }
+        }
+    }
+}
+
+AVX512_FN static float dot_avx512(const float *a, const float *b, int n)
+{
+    return fold1(dot_acc(a, b, n & ~15, (__mmask16)((1u << (n & 15)) - 1)));
+}
+
+static bool have_avx512(void)
+{
+    static int v = -1;
+
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
     return v;
 }
 
-/* The fixed fold of one accumulator plus its tail: halves added lane-wise
- * (16 -> 8 -> 4 -> 2 -> 1), then the tail. */
-static inline float fold(v16 a, float tail)
-{
-    typedef float v8 __attribute__((vector_size(32)));
-    typedef float v4 __attribute__((vector_size(16)));
-    v8 lo8, hi8;
-    v4 lo4, hi4;
+#else
 
-    memcpy(&lo8, &a, sizeof(lo8));
-    memcpy(&hi8, (const char *)&a + sizeof(lo8), sizeof(hi8));
-    lo8 += hi8;
-    memcpy(&lo4, &lo8, sizeof(lo4));
-    memcpy(&hi4, (const char *)&lo8 + sizeof(lo4), sizeof(hi4));
-    lo4 += hi4;
-    return ((lo4[0] + lo4[2]) + (lo4[1] + lo4[3])) + tail;
-}
+static bool have_avx512(void) { return false; }
 
-/* out[r][o] (+)= alpha * x_r . w_o for nw weight rows and nx x rows (both
- * compile-time constants at every call site, so acc lives in registers). */
-static inline __attribute__((always_inline)) void
-tile(const float *w, size_t ldw, int nw, const float *x, size_t ldx, int nx,
-     int cols, float *out, size_t ldo, float alpha, int accumulate)
-{
-    v16 acc[TW][TX];
-    int i, c16 = cols & ~15;
+#endif
 
-    for (int a = 0; a < nw; a++)
-        for (int r = 0; r < nx; r++)
-            acc[a][r] = (v16){ 0 };
-    for (i = 0; i < c16; i += 16) {
-        v16 wv[TW], xv[TX];
-
-        for (int a = 0; a < nw; a++)
-            wv[a] = ld16(w + a * ldw + i);
-        for (int r = 0; r < nx; r++)
-            xv[r] = ld16(x + r * ldx + i);
-        for (int a = 0; a < nw; a++)
-            for (int r = 0; r < nx; r++)
-                acc[a][r] += wv[a] * xv[r];
-    }
-    for (int a = 0; a < nw; a++)
-        for (int r = 0; r < nx; r++) {
-            float t = 0.0f, d;
-
-            for (int k = c16; k < cols; k++)
-                t += w[a * ldw + k] * x[r * ldx + k];
-            d = alpha * fold(acc[a][r], t);
-            out[r * ldo + a] = accumulate ? out[r * ldo + a] + d : d;
-        }
-}
-
-#define TILE(NW, NX) tile(w, ldw, NW, x, ldx, NX, cols, out, ldo, alpha, acc)
-
-/* nw (1..4) weight rows against nx (1..4) x rows. */
-static inline __attribute__((always_inline)) void
-tile_any(const float *w, size_t ldw, int nw, const float *x, size_t ldx,
-         int nx, int cols, float *out, size_t ldo, float alpha, int acc)
-{
-    switch (nw * 8 + nx) {
-    case 4 * 8 + 4: TILE(4, 4); break;
-    case 4 * 8 + 3: TILE(4, 3); break;
-    case 4 * 8 + 2: TILE(4, 2); break;
-    case 4 * 8 + 1: TILE(4, 1); break;
-    case 3 * 8 + 4: TILE(3, 4); break;
-    case 3 * 8 + 3: TILE(3, 3); break;
-    case 3 * 8 + 2: TILE(3, 2); break;
-    case 3 * 8 + 1: TILE(3, 1); break;
-    case 2 * 8 + 4: TILE(2, 4); break;
-    case 2 * 8 + 3: TILE(2, 3); break;
-    case 2 * 8 + 2: TILE(2, 2); break;
-    case 2 * 8 + 1: TILE(2, 1); break;
-    case 1 * 8 + 4: TILE(1, 4); break;
-    case 1 * 8 + 3: TILE(1, 3); break;
-    case 1 * 8 + 2: TILE(1, 2); break;
-    default: TILE(1, 1); break;
-    }
-}
+/* ------------------------------------------------------------------------ */
+/* Row ranges                                                                */
 
 typedef struct rowmm_job {
     float *out;
@@ -152,48 +431,71 @@ typedef struct rowmm_job {
     int accumulate;
 } rowmm_job;
 
-static _Thread_local float conv[SCRATCH];
+/* rows [o0, o1) of w (f32, stride cols) */
+static void range_f32(const rowmm_job *j, const float *w, int o0, int o1,
+                      bool contiguous)
+{
+    int cols = j->W->cols, n = j->n;
+    float *out = j->out + o0;
 
-/* Output rows [o0, o1) of the job, every x row, in blocks of weight rows
- * small enough to stay in L1 while the x rows pass. The first pass over a
- * block streams it from memory one weight row at a time (one sequential
- * stream is what the hardware prefetcher follows best: 4 interleaved rows
- * read at half the bandwidth here); later passes read it from cache in
- * 4 x 4 tiles. */
-ENG_K_CLONES
+#if RM_AVX512
+    if (have_avx512()) {
+        if (n == 1)
+            rows1_avx512(w, (size_t)cols, o1 - o0, j->x, cols, out,
+                         j->alpha, j->accumulate);
+        else
+            rowsn_avx512(w, (size_t)cols, o1 - o0, j->x, j->ldx, n, cols,
+                         out, j->ldo, j->alpha, j->accumulate, contiguous);
+        return;
+    }
+#else
+    (void)contiguous;
+#endif
+    for (int r = 0; r < n; r++)
+        for (int o = 0; o < o1 - o0; o++) {
+            float d = j->alpha * dot_ref(w + (size_t)o * cols,
+                                         j->x + (size_t)r * j->ldx, cols);
+            float *y = out + (size_t)r * j->ldo + o;
+
+            *y = j->accumulate ? *y + d : d;
+        }
+}
+
+/* Output rows [o0, o1) of the job, every x row. */
 static void rowmm_range(const rowmm_job *j, int o0, int o1)
 {
     const eng_tensor *W = j->W;
-    int cols = W->cols, n = j->n, wb;
-    bool f32 = W->dtype == ENG_DT_F32;
-    size_t ldw = (size_t)cols, ldx = j->ldx, ldo = j->ldo;
-    float alpha = j->alpha;
-    int acc = j->accumulate;
+    int cols = W->cols;
 
-    assert(f32 || (size_t)cols * 16 <= SCRATCH);
-    wb = 16384 / (cols * 4) / TW * TW;
-    wb = wb < TW ? TW : wb > 16 ? 16 : wb;
-    for (int b0 = o0; b0 < o1; b0 += wb) {
-        int b1 = b0 + wb < o1 ? b0 + wb : o1;
-        const float *wblk = (const float *)W->data + (size_t)b0 * cols;
+    if (W->dtype == ENG_DT_F32) {
+        range_f32(j, (const float *)W->data + (size_t)o0 * cols, o0, o1, true);
+        return;
+    }
+    /* other dtypes: blocks of rows converted to f32 (about 64 KiB) */
+    int blk = (int)((64 << 10) / ((size_t)cols * sizeof(float))) / G1 * G1;
+    float *buf;
 
-        if (!f32) {
-            for (int o = b0; o < b1; o++)
-                eng_k_row_f32(W, o, conv + (size_t)(o - b0) * cols);
-            wblk = conv;
+    blk = blk < G1 ? G1 : blk;
+    buf = scratch_get((size_t)blk * cols);
+    if (!buf) {
+        /* out of memory: one row at a time on the stack would overflow
+         * for wide rows; fall back to a row-sized allocation per row */
+        float *row = malloc((size_t)cols * sizeof(float));
+
+        assert(row);
+        for (int o = o0; o < o1; o++) {
+            eng_k_row_f32(W, o, row);
+            range_f32(j, row, o, o + 1, false);
         }
-        for (int r = 0; r < n; r += TX) {
-            int nx = n - r < TX ? n - r : TX, step = r == 0 ? 1 : TW;
-            const float *x = j->x + (size_t)r * ldx;
+        free(row);
+        return;
+    }
+    for (int b0 = o0; b0 < o1; b0 += blk) {
+        int b1 = b0 + blk < o1 ? b0 + blk : o1;
 
-            for (int o = b0; o < b1; o += step) {
-                int nw = b1 - o < step ? b1 - o : step;
-                const float *w = wblk + (size_t)(o - b0) * cols;
-                float *out = j->out + (size_t)r * ldo + o;
-
-                tile_any(w, ldw, nw, x, ldx, nx, cols, out, ldo, alpha, acc);
-            }
-        }
+        for (int o = b0; o < b1; o++)
+            eng_k_row_f32(W, o, buf + (size_t)(o - b0) * cols);
+        range_f32(j, buf, b0, b1, true);
     }
 }
 
@@ -221,11 +523,21 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static void *worker(void *arg)
-{
-    int id = (int)(intptr_t)arg;
-    unsigned seen = atomic_load(&pool.gen);
+typedef struct worker_arg {
+    int id;
+    unsigned gen;               /* pool.gen when it was created */
+} worker_arg;
 
+static void *worker(void *p)
+{
+    worker_arg wa = *(worker_arg *)p;
+    /* the generation of its creation, not the one it finds when it starts:
+     * the job that created it may already have bumped gen, and a helper
+     * taking that as "seen" would never run it (the caller waited
+     * forever) */
+    unsigned seen = wa.gen;
+
+    free(p);
     for (;;) {
         unsigned g;
         int spins = 0;
@@ -245,25 +557,34 @@ static void *worker(void *arg)
             spins = 0;
         }
         seen = g;
-        if (id < pool.n_parts)
-            pool.fn(pool.arg, id, pool.n_parts);
+        if (wa.id < pool.n_parts)
+            pool.fn(pool.arg, wa.id, pool.n_parts);
         atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
     }
     return NULL;
 }
 
+/* Called with pool.use held, before the job's gen bump. */
 static void grow(int want)
 {
     pthread_attr_t at;
 
     pthread_attr_init(&at);
-    pthread_attr_setstacksize(&at, 256 << 10);
+    /* no small stack: glibc carves the static TLS out of the thread's
+     * stack, and a small stack can make pthread_create fail (EINVAL). The
+     * default stack is virtual memory; only touched pages are resident. */
     while (pool.n_workers < want && pool.n_workers < MAX_THREADS - 1) {
         pthread_t th;
+        worker_arg *wa = malloc(sizeof(*wa));
 
-        if (pthread_create(&th, &at, worker,
-                           (void *)(intptr_t)(pool.n_workers + 1)))
+        if (!wa)
             break;
+        wa->id = pool.n_workers + 1;
+        wa->gen = atomic_load(&pool.gen);
+        if (pthread_create(&th, &at, worker, wa)) {
+            free(wa);
+            break;
+        }
         pthread_detach(th);
         pool.n_workers++;
     }
@@ -310,11 +631,12 @@ static void rowmm_part(void *arg, int part, int n_parts)
 {
     rowmm_job *j = arg;
     int rows = j->W->rows;
-    int o0 = (int)((int64_t)rows * part / n_parts / TW * TW);
+    int o0 = (int)((int64_t)rows * part / n_parts / SPLIT * SPLIT);
     int o1 = part + 1 == n_parts ? rows
-             : (int)((int64_t)rows * (part + 1) / n_parts / TW * TW);
+             : (int)((int64_t)rows * (part + 1) / n_parts / SPLIT * SPLIT);
 
-    rowmm_range(j, o0, o1);
+    if (o1 > o0)
+        rowmm_range(j, o0, o1);
 }
 
 /* Per calling thread: the parts rowmm and batch attention split into
@@ -342,21 +664,19 @@ void eng_k_rowmm(float *out, size_t ldo, const float *x, size_t ldx,
         return;
     /* Below ~64K multiply-adds a wake-up costs more than it saves. */
     parts = (double)rows * W->cols * n < 65536.0 ? 1 : eng_k_pool_threads();
-    if (parts > rows / TW)
-        parts = rows / TW > 0 ? rows / TW : 1;
-    eng_k_parallel(rowmm_part, &j, parts);
+    if (parts > rows / SPLIT)
+        parts = rows / SPLIT > 0 ? rows / SPLIT : 1;
+    if (parts <= 1)
+        rowmm_range(&j, 0, rows);
+    else
+        eng_k_parallel(rowmm_part, &j, parts);
 }
 
-ENG_K_CLONES
 float eng_k_dot(const float *a, const float *b, int n)
 {
-    v16 acc = { 0 };
-    float t = 0.0f;
-    int i, c16 = n & ~15;
-
-    for (i = 0; i < c16; i += 16)
-        acc += ld16(a + i) * ld16(b + i);
-    for (; i < n; i++)
-        t += a[i] * b[i];
-    return fold(acc, t);
+#if RM_AVX512
+    if (have_avx512())
+        return dot_avx512(a, b, n);
+#endif
+    return dot_ref(a, b, n);
 }
