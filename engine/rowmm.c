@@ -91,6 +91,8 @@ enum {
     XBLOCK_BYTES = 384 << 10, /* x rows per block: about this much (L2) */
     PF_BYTES = 32 << 10, /* weights prefetched (into L2) this far ahead */
     MAX_THREADS = 64,
+    PART_MACS = 1 << 19, /* multiply-adds per part of a threaded call */
+    MAX_PARTS_PER_THREAD = 8,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -351,16 +353,15 @@ AVX512_INLINE void tile44(const float *w, size_t ldw, int nw, const float *x,
     }
 }
 
-/* Weight rows [0, nrows) of w (stride ldw; a block already converted to
- * f32) against x rows [0, n): x in blocks that fit in L2, each weight block
- * of TW rows against every x tile of the block. pf_next: the weight rows
- * that follow (prefetched while the first tile of the last block runs), or
- * NULL. */
+/* Weight rows [0, nrows) of w (stride ldw) against x rows [0, n): x in
+ * blocks that fit in L2, each weight block of TW rows against every x tile
+ * of the block. pf_avail: weight rows from w on that are readable and worth
+ * prefetching (past nrows: the rows the next part of the call needs). */
 AVX512_FN static void rowsn_avx512(const float *w, size_t ldw, int nrows,
                                    const float *x, size_t ldx, int n,
                                    int cols, float *out, size_t ldo,
                                    float alpha, int accumulate,
-                                   bool contiguous)
+                                   int pf_avail)
 {
     __m512 va = _mm512_set1_ps(alpha);
     int xb = (int)(XBLOCK_BYTES / ((size_t)cols * sizeof(float))) / TX * TX;
@@ -379,8 +380,8 @@ AVX512_FN static void rowsn_avx512(const float *w, size_t ldw, int nrows,
             int nw = nrows - o < TW ? nrows - o : TW;
             const float *wo = w + (size_t)o * ldw;
             /* while the first x tile runs, the block pf_rows ahead is
-             * prefetched (contiguous rows: ldw == cols) */
-            const char *pf = contiguous && o + pf_rows + TW <= nrows
+             * prefetched (rows that follow in memory: pf_avail) */
+            const char *pf = o + pf_rows + TW <= pf_avail
                              ? (const char *)(wo + (size_t)pf_rows * ldw)
                              : NULL;
 
@@ -433,7 +434,7 @@ typedef struct rowmm_job {
 
 /* rows [o0, o1) of w (f32, stride cols) */
 static void range_f32(const rowmm_job *j, const float *w, int o0, int o1,
-                      bool contiguous)
+                      int pf_avail)
 {
     int cols = j->W->cols, n = j->n;
     float *out = j->out + o0;
@@ -445,11 +446,11 @@ static void range_f32(const rowmm_job *j, const float *w, int o0, int o1,
                          j->alpha, j->accumulate);
         else
             rowsn_avx512(w, (size_t)cols, o1 - o0, j->x, j->ldx, n, cols,
-                         out, j->ldo, j->alpha, j->accumulate, contiguous);
+                         out, j->ldo, j->alpha, j->accumulate, pf_avail);
         return;
     }
 #else
-    (void)contiguous;
+    (void)pf_avail;
 #endif
     for (int r = 0; r < n; r++)
         for (int o = 0; o < o1 - o0; o++) {
@@ -468,7 +469,8 @@ static void rowmm_range(const rowmm_job *j, int o0, int o1)
     int cols = W->cols;
 
     if (W->dtype == ENG_DT_F32) {
-        range_f32(j, (const float *)W->data + (size_t)o0 * cols, o0, o1, true);
+        range_f32(j, (const float *)W->data + (size_t)o0 * cols, o0, o1,
+                  W->rows - o0);
         return;
     }
     /* other dtypes: blocks of rows converted to f32 (about 64 KiB) */
@@ -485,7 +487,7 @@ static void rowmm_range(const rowmm_job *j, int o0, int o1)
         assert(row);
         for (int o = o0; o < o1; o++) {
             eng_k_row_f32(W, o, row);
-            range_f32(j, row, o, o + 1, false);
+            range_f32(j, row, o, o + 1, 1);
         }
         free(row);
         return;
@@ -495,32 +497,82 @@ static void rowmm_range(const rowmm_job *j, int o0, int o1)
 
         for (int o = b0; o < b1; o++)
             eng_k_row_f32(W, o, buf + (size_t)(o - b0) * cols);
-        range_f32(j, buf, b0, b1, true);
+        range_f32(j, buf, b0, b1, b1 - b0);
     }
 }
 
 /* ------------------------------------------------------------------------ */
 /* Pool                                                                      */
 
+/* A job is n_parts parts. Thread t of T (the caller is 0) owns the
+ * contiguous run of parts [n_parts t / T, n_parts (t + 1) / T) and runs it
+ * front to back, so its weight reads stay one sequential stream; a thread
+ * done with its own run takes parts from the back of the others' runs. So
+ * a helper that is slow to wake or was descheduled (a busy machine, a
+ * training thread on the other core) costs at most the part it holds: the
+ * caller takes the rest. Which thread runs a part never changes its
+ * result. */
 static struct {
     pthread_mutex_t use;        /* held by the caller using the pool */
     pthread_mutex_t mu;         /* sleep/wake */
     pthread_cond_t cv;
     int n_workers;
     atomic_uint gen;            /* bumped per job */
-    atomic_int pending;         /* helpers still working on the job */
+    atomic_uint closed;         /* the last job whose parts are all done */
+    atomic_int done;            /* parts finished */
+    atomic_int inside;          /* helpers reading or running the job */
     atomic_int sleeping;
+    int threads;                /* caller + helpers the job wants */
     void (*fn)(void *arg, int part, int n_parts);
     void *arg;
     int n_parts;
-} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
-           PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 0 };
+    /* per thread: its unclaimed parts [lo, hi) as lo << 32 | hi */
+    _Atomic uint64_t run[MAX_THREADS];
+} pool = { .use = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER,
+           .cv = PTHREAD_COND_INITIALIZER };
 
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+}
+
+/* Claims a part of run t: its front (the owner) or its back (a thief).
+ * -1 when the run is empty. */
+static int claim(int t, bool front)
+{
+    uint64_t v = atomic_load(&pool.run[t]);
+
+    for (;;) {
+        uint32_t lo = (uint32_t)(v >> 32), hi = (uint32_t)v;
+        uint64_t nv;
+
+        if (lo >= hi)
+            return -1;
+        nv = front ? (uint64_t)(lo + 1) << 32 | hi
+                   : (uint64_t)lo << 32 | (hi - 1);
+        if (atomic_compare_exchange_weak(&pool.run[t], &v, nv))
+            return front ? (int)lo : (int)(hi - 1);
+    }
+}
+
+/* Thread t's share of the current job: its own run, then the others'. */
+static void run_parts(int t)
+{
+    void (*fn)(void *, int, int) = pool.fn;
+    void *arg = pool.arg;
+    int n_parts = pool.n_parts, T = pool.threads, p;
+
+    while ((p = claim(t, true)) >= 0) {
+        fn(arg, p, n_parts);
+        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+    }
+    for (int k = 1; k < T; k++)
+        while ((p = claim((t + k) % T, false)) >= 0) {
+            fn(arg, p, n_parts);
+            atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+        }
 }
 
 typedef struct worker_arg {
@@ -532,9 +584,7 @@ static void *worker(void *p)
 {
     worker_arg wa = *(worker_arg *)p;
     /* the generation of its creation, not the one it finds when it starts:
-     * the job that created it may already have bumped gen, and a helper
-     * taking that as "seen" would never run it (the caller waited
-     * forever) */
+     * the job that created it may already have bumped gen */
     unsigned seen = wa.gen;
 
     free(p);
@@ -557,14 +607,19 @@ static void *worker(void *p)
             spins = 0;
         }
         seen = g;
-        if (wa.id < pool.n_parts)
-            pool.fn(pool.arg, wa.id, pool.n_parts);
-        atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+        /* Enter, then check the job is still open: the caller closes it
+         * and then waits for inside == 0 before it reuses the fields, so
+         * a helper either sees it closed or reads fields still valid. */
+        atomic_fetch_add(&pool.inside, 1);
+        if (atomic_load(&pool.gen) == g && atomic_load(&pool.closed) != g &&
+            wa.id < pool.threads)
+            run_parts(wa.id);
+        atomic_fetch_sub_explicit(&pool.inside, 1, memory_order_release);
     }
     return NULL;
 }
 
-/* Called with pool.use held, before the job's gen bump. */
+/* Called with pool.use held, between jobs. */
 static void grow(int want)
 {
     pthread_attr_t at;
@@ -591,39 +646,60 @@ static void grow(int want)
     pthread_attr_destroy(&at);
 }
 
-int eng_k_parallel(void (*fn)(void *arg, int part, int n_parts), void *arg,
-                   int n_parts)
+/* Runs the parts on the caller and up to threads - 1 helpers. */
+static void parallel(void (*fn)(void *arg, int part, int n_parts), void *arg,
+                     int n_parts, int threads)
 {
-    if (n_parts > MAX_THREADS)
-        n_parts = MAX_THREADS;
-    if (n_parts <= 1 || pthread_mutex_trylock(&pool.use) != 0) {
+    if (threads > n_parts)
+        threads = n_parts;
+    if (threads > MAX_THREADS)
+        threads = MAX_THREADS;
+    if (threads <= 1 || pthread_mutex_trylock(&pool.use) != 0) {
         for (int p = 0; p < n_parts; p++)
             fn(arg, p, n_parts);
-        return n_parts;
+        return;
     }
-    if (pool.n_workers < n_parts - 1)
-        grow(n_parts - 1);
-    if (pool.n_workers < n_parts - 1)
-        n_parts = pool.n_workers + 1;
+    if (pool.n_workers < threads - 1)
+        grow(threads - 1);
     pool.fn = fn;
     pool.arg = arg;
     pool.n_parts = n_parts;
-    atomic_store(&pool.pending, pool.n_workers);
-    atomic_fetch_add(&pool.gen, 1);
+    pool.threads = threads;
+    for (int t = 0; t < threads; t++)
+        atomic_store(&pool.run[t],
+                     (uint64_t)((int64_t)n_parts * t / threads) << 32 |
+                     (uint64_t)((int64_t)n_parts * (t + 1) / threads));
+    atomic_store(&pool.done, 0);
+    unsigned g = atomic_fetch_add(&pool.gen, 1) + 1;
     if (atomic_load(&pool.sleeping) > 0) {
         pthread_mutex_lock(&pool.mu);
         pthread_cond_broadcast(&pool.cv);
         pthread_mutex_unlock(&pool.mu);
     }
-    fn(arg, 0, n_parts);
+    run_parts(0);
+    /* parts still running on helpers */
     for (int spins = 0;
-         atomic_load_explicit(&pool.pending, memory_order_acquire) > 0;
+         atomic_load_explicit(&pool.done, memory_order_acquire) < n_parts;
          spins++) {
         cpu_relax();
-        if (spins > 100000)
-            sched_yield(); /* a helper was descheduled (busy machine) */
+        if (spins > 20000)
+            sched_yield(); /* its helper was descheduled (busy machine) */
+    }
+    atomic_store(&pool.closed, g);
+    for (int spins = 0; atomic_load(&pool.inside) > 0; spins++) {
+        cpu_relax();
+        if (spins > 20000)
+            sched_yield();
     }
     pthread_mutex_unlock(&pool.use);
+}
+
+int eng_k_parallel(void (*fn)(void *arg, int part, int n_parts), void *arg,
+                   int n_parts)
+{
+    if (n_parts > MAX_THREADS)
+        n_parts = MAX_THREADS;
+    parallel(fn, arg, n_parts, n_parts);
     return n_parts;
 }
 
@@ -662,14 +738,26 @@ void eng_k_rowmm(float *out, size_t ldo, const float *x, size_t ldx,
 
     if (n <= 0 || rows <= 0)
         return;
-    /* Below ~64K multiply-adds a wake-up costs more than it saves. */
-    parts = (double)rows * W->cols * n < 65536.0 ? 1 : eng_k_pool_threads();
-    if (parts > rows / SPLIT)
-        parts = rows / SPLIT > 0 ? rows / SPLIT : 1;
-    if (parts <= 1)
+    /* Below ~64K multiply-adds a wake-up costs more than it saves. Above,
+     * parts of about PART_MACS (at least one per thread, at most
+     * MAX_PARTS_PER_THREAD per thread), claimed dynamically. */
+    double macs = (double)rows * W->cols * n;
+    int threads = macs < 65536.0 ? 1 : eng_k_pool_threads();
+
+    if (threads > rows / SPLIT)
+        threads = rows / SPLIT > 0 ? rows / SPLIT : 1;
+    if (threads <= 1) {
         rowmm_range(&j, 0, rows);
-    else
-        eng_k_parallel(rowmm_part, &j, parts);
+        return;
+    }
+    parts = (int)(macs / PART_MACS);
+    if (parts > threads * MAX_PARTS_PER_THREAD)
+        parts = threads * MAX_PARTS_PER_THREAD;
+    if (parts > rows / SPLIT)
+        parts = rows / SPLIT;
+    if (parts < threads)
+        parts = threads;
+    parallel(rowmm_part, &j, parts, threads);
 }
 
 float eng_k_dot(const float *a, const float *b, int n)
