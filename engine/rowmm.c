@@ -247,12 +247,13 @@ AVX512_FN static void rows1_avx512(const float *w, size_t ldw, int nrows,
 
 /* One TW x TX tile: weight rows w[0..3] (stride ldw) against x rows
  * x[0..3] (stride ldx); only nw x nx of it are real (the rest repeat row
- * 0 and are not stored). With pf, the TW * cols floats at pf are
- * prefetched into L2 along the way (a later weight block, in order). */
+ * 0 and are not stored). With pf, pf_lps (1, 2 or 4) cache lines from pf
+ * on are prefetched into L2 per 16 columns (part of a later weight block,
+ * in order). */
 AVX512_INLINE void tile44(const float *w, size_t ldw, int nw, const float *x,
                           size_t ldx, int nx, int cols, float *out,
                           size_t ldo, __m512 va, int accumulate,
-                          const char *pf)
+                          const char *pf, int pf_lps)
 {
     const float *w0 = w, *w1 = nw > 1 ? w + ldw : w;
     const float *w2 = nw > 2 ? w + 2 * ldw : w, *w3 = nw > 3 ? w + 3 * ldw : w;
@@ -295,8 +296,21 @@ AVX512_INLINE void tile44(const float *w, size_t ldw, int nw, const float *x,
 #define RM_LOADU(p) _mm512_loadu_ps(p)
 #define RM_LOADM(p) _mm512_maskz_loadu_ps(tm, p)
 
-    if (pf) {
-        /* the next block is TW * cols floats: 4 lines per 16 columns */
+    if (pf && pf_lps == 1) {
+        /* lines of a later block, pf_lps per 16 columns */
+        for (i = 0; i < c16; i += 16) {
+            _mm_prefetch(pf + (size_t)i * 4, _MM_HINT_T1);
+            RM_STEP(RM_LOADU);
+        }
+    } else if (pf && pf_lps == 2) {
+        for (i = 0; i < c16; i += 16) {
+            const char *p = pf + (size_t)i * 8;
+
+            _mm_prefetch(p, _MM_HINT_T1);
+            _mm_prefetch(p + 64, _MM_HINT_T1);
+            RM_STEP(RM_LOADU);
+        }
+    } else if (pf) {
         for (i = 0; i < c16; i += 16) {
             const char *p = pf + (size_t)i * 16;
 
@@ -375,6 +389,12 @@ AVX512_FN static void rowsn_avx512(const float *w, size_t ldw, int nrows,
         pf_rows = TW;
     for (int r0 = 0; r0 < n; r0 += xb) {
         int r1 = r0 + xb < n ? r0 + xb : n;
+        /* a block is 4 lines per 16 columns: its prefetch is spread over
+         * the first (up to) 4 x tiles of the block pf_rows before it, lps
+         * lines per 16 columns each (one burst in the first tile left
+         * the 16-row decode step ~10% slower) */
+        int tiles = (r1 - r0 + TX - 1) / TX;
+        int lps = tiles >= 4 ? 1 : tiles >= 2 ? 2 : 4;
 
         for (int o = 0; o < nrows; o += TW) {
             int nw = nrows - o < TW ? nrows - o : TW;
@@ -385,12 +405,15 @@ AVX512_FN static void rowsn_avx512(const float *w, size_t ldw, int nrows,
                              ? (const char *)(wo + (size_t)pf_rows * ldw)
                              : NULL;
 
-            for (int r = r0; r < r1; r += TX) {
+            for (int r = r0, t = 0; r < r1; r += TX, t++) {
                 int nx = r1 - r < TX ? r1 - r : TX;
+                const char *tpf = pf && t * lps < 4
+                                  ? pf + (size_t)t * lps * (cols / 16) * 64
+                                  : NULL;
 
                 tile44(wo, ldw, nw, x + (size_t)r * ldx, ldx, nx, cols,
-                       out + (size_t)r * ldo + o, ldo, va, accumulate,
-                       r == r0 ? pf : NULL);
+                       out + (size_t)r * ldo + o, ldo, va, accumulate, tpf,
+                       lps);
             }
         }
     }
