@@ -33,6 +33,7 @@
  */
 #include "batch.h"
 #include "session.h"
+#include "rowmm.h"
 
 #include <errno.h>
 #include <math.h>
@@ -231,14 +232,13 @@ static void project(const fwd *f, int t, float *y, const float *x, int acc)
 }
 
 /* out (hd) = softmax(q . K_t * scale, t < T) V for one query row and head:
- * scores by eng_k_dot, the V sum in key order (each element's sum has one
- * fixed order). */
+ * scores by eng_k_dots (eng_k_dot's bits, 16 keys at a time), the V sum in
+ * key order (each element's sum has one fixed order). */
 ENG_K_CLONES
 static void attend(const float *q, const float *K, const float *V, int T,
                    int hd, int kv_dim, float scale, float *p, float *out)
 {
-    for (int t = 0; t < T; t++)
-        p[t] = eng_k_dot(q, K + (size_t)t * kv_dim, hd) * scale;
+    eng_k_dots(p, q, K, (size_t)kv_dim, T, hd, scale);
     eng_k_softmax(p, T);
     memset(out, 0, (size_t)hd * sizeof(*out));
     for (int t = 0; t < T; t++) {

@@ -58,6 +58,7 @@
  * which gives the same bits.
  */
 #include "kernels.h"
+#include "rowmm.h"
 
 #include <assert.h>
 #include <math.h>
@@ -422,6 +423,62 @@ AVX512_FN static void rowsn_avx512(const float *w, size_t ldw, int nrows,
 AVX512_FN static float dot_avx512(const float *a, const float *b, int n)
 {
     return fold1(dot_acc(a, b, n & ~15, (__mmask16)((1u << (n & 15)) - 1)));
+}
+
+/* out[t] = (q . k_t) * scale for T rows k_t (stride ldk), 16 at a time. */
+AVX512_FN static void dots_avx512(float *out, const float *q, const float *k,
+                                  size_t ldk, int T, int n, float scale)
+{
+    const __m512i perm = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2,
+                                          13, 9, 5, 1, 12, 8, 4, 0);
+    int c16 = n & ~15;
+    __mmask16 tm = (__mmask16)((1u << (n & 15)) - 1);
+    __m512 vs = _mm512_set1_ps(scale);
+
+    for (int g = 0; g < T; g += G1) {
+        int ng = T - g < G1 ? T - g : G1;
+        __mmask16 om = (__mmask16)(ng == 16 ? 0xffff : (1u << ng) - 1);
+        __m512 acc[G1];
+
+        /* 4 keys at a time: 4 independent FMA chains (one chain per key
+         * is latency bound for head-sized rows) */
+        for (int t = 0; t < G1; t += 4) {
+            const float *k0 = k + (size_t)(g + t) * ldk;
+            const float *k1 = t + 1 < ng ? k0 + ldk : k0;
+            const float *k2 = t + 2 < ng ? k0 + 2 * ldk : k0;
+            const float *k3 = t + 3 < ng ? k0 + 3 * ldk : k0;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+
+            if (t >= ng) {
+                acc[t] = acc[t + 1] = acc[t + 2] = acc[t + 3] = a0;
+                continue;
+            }
+            for (int i = 0; i < c16; i += 16) {
+                __m512 qv = _mm512_loadu_ps(q + i);
+
+                a0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + i), a0);
+                a1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k1 + i), a1);
+                a2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k2 + i), a2);
+                a3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k3 + i), a3);
+            }
+            if (tm) {
+                __m512 qv = _mm512_maskz_loadu_ps(tm, q + c16);
+
+                a0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tm, k0 + c16), a0);
+                a1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tm, k1 + c16), a1);
+                a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tm, k2 + c16), a2);
+                a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tm, k3 + c16), a3);
+            }
+            acc[t] = a0;
+            acc[t + 1] = a1;
+            acc[t + 2] = a2;
+            acc[t + 3] = a3;
+        }
+        _mm512_mask_storeu_ps(out + g, om,
+                              _mm512_mul_ps(_mm512_permutexvar_ps(perm,
+                                                                  fold16(acc)),
+                                            vs));
+    }
 }
 
 static bool have_avx512(void)
@@ -790,4 +847,17 @@ float eng_k_dot(const float *a, const float *b, int n)
         return dot_avx512(a, b, n);
 #endif
     return dot_ref(a, b, n);
+}
+
+void eng_k_dots(float *out, const float *q, const float *k, size_t ldk,
+                int T, int n, float scale)
+{
+#if RM_AVX512
+    if (have_avx512()) {
+        dots_avx512(out, q, k, ldk, T, n, scale);
+        return;
+    }
+#endif
+    for (int t = 0; t < T; t++)
+        out[t] = dot_ref(q, k + (size_t)t * ldk, n) * scale;
 }

@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rowmm.h - rowmm.c's helpers beyond kernels.h, for the batched forward.
+ */
+#ifndef TUNA_ENGINE_ROWMM_H
+#define TUNA_ENGINE_ROWMM_H
+
+#include <stddef.h>
+
+/* out[t] = eng_k_dot(q, k + t * ldk, n) * scale for t < T, to the bit (the
+ * same fixed order), 16 rows at a time: attention scores over a KV cache. */
+void eng_k_dots(float *out, const float *q, const float *k, size_t ldk,
+                int T, int n, float scale);
+
+#endif
