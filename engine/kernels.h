@@ -48,22 +48,25 @@ void eng_k_gemv(float *out, const float *x, const eng_tensor *W,
  * for rows r < n: the inference matmul (rowmm.c). Every element is one dot
  * product in a fixed summation order, so row r's result depends only on x_r
  * and W: never on n, on the other rows or on the thread count. Threaded over
- * output rows (eng_k_get_threads()); any dtype (non-f32 rows are converted
+ * output rows (eng_k_pool_threads()); any dtype (non-f32 rows are converted
  * to f32 first). */
 void eng_k_rowmm(float *out, size_t ldo, const float *x, size_t ldx,
                  const eng_tensor *W, int n, float alpha, int accumulate);
-/* Runs fn(arg, p, n) for every part p < n_parts, part 0 on the calling
- * thread and the rest on rowmm's pool (which grows to n_parts - 1 helpers);
- * returns once all are done. If the pool is busy (another thread's call)
- * every part runs on the caller, in order. Returns the part count used
- * (n_parts may shrink to the helpers that could be started). */
+/* Runs fn(arg, p, n) once for every part p < n_parts, on the calling
+ * thread and rowmm's pool (which grows to n_parts - 1 helpers); returns
+ * once all are done. Each thread first runs its own contiguous run of parts
+ * (the caller the first), then takes parts left in the others' runs, so any
+ * part may run on any thread: fn's result must not depend on which. If the
+ * pool is busy (another thread's call) every part runs on the caller, in
+ * order. Returns n_parts (capped at 64). */
 int eng_k_parallel(void (*fn)(void *arg, int part, int n_parts), void *arg,
                    int n_parts);
 /* Threads of eng_k_rowmm / eng_k_parallel users on the calling thread
  * (n <= 0: follow eng_k_get_threads()). */
 void eng_k_set_pool_threads(int n);
 int eng_k_pool_threads(void);
-/* a . b over n floats in rowmm's fixed order (16 lanes, tail, fixed fold). */
+/* a . b over n floats in rowmm's fixed order (16 fused multiply-add lanes,
+ * the last group zero-padded, a fixed fold). */
 float eng_k_dot(const float *a, const float *b, int n);
 /* dx[n, in] (+)= dy[n, out] @ W[out, in]  (backward through a linear). */
 void eng_k_matmul_bwd_x(float *dx, const float *dy, const eng_tensor *W,
