@@ -33,6 +33,7 @@
  */
 #include "engine/engine.h"
 #include "engine/session.h"
+#include "bench_common.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -66,13 +67,6 @@ static bool part(const char *p)
     return !g_part || !strcmp(g_part, p);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static uint64_t rng_next(uint64_t *s)
 {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -102,38 +96,9 @@ typedef struct shape {
 static shape shapes[] = {
     { .name = "stories260K", .file = true },
     { .name = "smollm2-135m", .file = false,
-      .cfg = { .dim = 576, .hidden_dim = 1536, .n_layers = 30, .n_heads = 9,
-               .n_kv_heads = 3, .head_dim = 64, .vocab_size = 49152,
-               .max_seq_len = 2048, .norm_eps = 1e-5f, .rope_theta = 100000.0f,
-               .rope_style = ENG_ROPE_HALF, .tied_embeddings = true,
-               .arch = "llama" } },
+      .cfg = BENCH_SMOLLM2_135M_CFG },
 };
 enum { N_SHAPES = sizeof(shapes) / sizeof(shapes[0]) };
-
-static int make_model(shape *sh, eng_model **ret)
-{
-    char path[4096], err[256] = "";
-    if (!sh->file)
-        return eng_model_new_random(&sh->cfg, 1234, 0.02f, ret);
-    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin",
-             g_root);
-    int rc = eng_model_load_llama2c(path, ret, err, sizeof err);
-    if (rc)
-        fprintf(stderr, "bench: %s: %s\n", path, err);
-    return rc;
-}
-
-/* f32 bytes of every weight a batch-1 decode step reads: the layers' linears
- * and norms, the final norm and the LM head (one embedding row aside). */
-static double decode_weight_bytes(const eng_config *c)
-{
-    double q = (double)c->n_heads * c->head_dim;
-    double kv = (double)c->n_kv_heads * c->head_dim;
-    double layer = c->dim * (q + 2 * kv) + q * c->dim +
-                   3.0 * c->dim * c->hidden_dim + 2.0 * c->dim;
-    return 4.0 * (c->n_layers * layer + c->dim +
-                  (double)c->vocab_size * c->dim);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Forked measurements: the child writes "key value" lines to a pipe        */
@@ -189,7 +154,7 @@ static void child_train(shape *sh, FILE *out)
     eng_model *m = NULL;
     eng_trainer *t = NULL;
     char err[256] = "";
-    if (make_model(sh, &m))
+    if (bench_make_model(sh->file, &sh->cfg, g_root, "bench", &m))
         _exit(1);
     const eng_config *c = eng_model_config(m);
     int max_steps = c->dim >= 256 ? g_min_steps : 200;
@@ -227,17 +192,17 @@ static void child_train(shape *sh, FILE *out)
     if (eng_trainer_step(t, NULL, &pr)) /* warm-up */
         _exit(1);
     int steps = 0;
-    double t0 = now_s(), dt;
+    double t0 = bench_now_s(), dt;
     double worst = 0, best = 1e30;
     do {
-        double s0 = now_s();
+        double s0 = bench_now_s();
         if (eng_trainer_step(t, NULL, &pr))
             _exit(1);
-        double d = now_s() - s0;
+        double d = bench_now_s() - s0;
         worst = d > worst ? d : worst;
         best = d < best ? d : best;
         steps++;
-        dt = now_s() - t0;
+        dt = bench_now_s() - t0;
     } while (steps < max_steps && (steps < g_min_steps || dt < 2.0));
     fprintf(out, "train_tok_s %.3f\n", (double)BATCH * SEQ * steps / dt);
     fprintf(out, "train_steps %d\n", steps);
@@ -254,7 +219,7 @@ static void child_infer(shape *sh, FILE *out)
 {
     eng_model *m = NULL;
     eng_session *s = NULL;
-    if (make_model(sh, &m))
+    if (bench_make_model(sh->file, &sh->cfg, g_root, "bench", &m))
         _exit(1);
     const eng_config *c = eng_model_config(m);
     int ctx = SEQ + g_decode + 1;
@@ -272,20 +237,20 @@ static void child_infer(shape *sh, FILE *out)
         ids[i] = (int32_t)(rng_next(&r) % (uint64_t)c->vocab_size);
     if (eng_session_eval(s, ids, SEQ)) /* warm-up */
         _exit(1);
-    double best = 1e30, t_all = now_s();
+    double best = 1e30, t_all = bench_now_s();
     int runs = 0;
     do {
         eng_session_reset(s);
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (eng_session_eval(s, ids, SEQ))
             _exit(1);
-        double d = now_s() - t0;
+        double d = bench_now_s() - t0;
         best = d < best ? d : best;
         runs++;
-    } while (runs < 3 || (now_s() - t_all < 1.0 && runs < 1000));
+    } while (runs < 3 || (bench_now_s() - t_all < 1.0 && runs < 1000));
     fprintf(out, "prefill_tok_s %.3f\n", SEQ / best);
     /* decode after the prompt */
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int i = 0; i < g_decode; i++) {
         int32_t tok = 0;
         for (int j = 1; j < c->vocab_size; j++)
@@ -294,83 +259,13 @@ static void child_infer(shape *sh, FILE *out)
         if (eng_session_eval(s, &tok, 1))
             _exit(1);
     }
-    fprintf(out, "decode_tok_s %.3f\n", g_decode / (now_s() - t0));
+    fprintf(out, "decode_tok_s %.3f\n", g_decode / (bench_now_s() - t0));
     eng_session_free(s);
     eng_model_unref(m);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Memory bandwidth                                                          */
-
-typedef float v16 __attribute__((vector_size(64)));
-
-typedef struct bw_arg {
-    pthread_barrier_t *bar;
-    float *a, *b, *c;
-    size_t n; /* floats in this thread's slice, a multiple of 64 */
-    int kind; /* 0 read, 1 triad */
-    float sink;
-} bw_arg;
-
-static void *bw_thread(void *p)
-{
-    bw_arg *a = p;
-    pthread_barrier_wait(a->bar);
-    if (a->kind == 0) {
-        const v16 *x = (const v16 *)a->a;
-        v16 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
-        for (size_t i = 0; i < a->n / 16; i += 4) {
-            s0 += x[i];
-            s1 += x[i + 1];
-            s2 += x[i + 2];
-            s3 += x[i + 3];
-        }
-        v16 s = s0 + s1 + s2 + s3;
-        float t = 0;
-        for (int i = 0; i < 16; i++)
-            t += s[i];
-        a->sink = t;
-    } else {
-        v16 *x = (v16 *)a->a;
-        const v16 *y = (const v16 *)a->b, *z = (const v16 *)a->c;
-        for (size_t i = 0; i < a->n / 16; i++)
-            x[i] = y[i] + 3.0f * z[i];
-        a->sink = a->a[0];
-    }
-    pthread_barrier_wait(a->bar);
-    return NULL;
-}
-
-/* Best of reps, in GB/s (1e9 bytes). */
-static double bw_run(int kind, float *a, float *b, float *c, size_t n,
-                     int threads, int reps)
-{
-    double best = 0;
-    for (int r = 0; r < reps; r++) {
-        pthread_barrier_t bar;
-        pthread_t th[64];
-        bw_arg args[64];
-        pthread_barrier_init(&bar, NULL, (unsigned)threads + 1);
-        size_t per = n / threads / 64 * 64;
-        for (int i = 0; i < threads; i++) {
-            args[i] = (bw_arg){ &bar, a + i * per, b ? b + i * per : NULL,
-                                c ? c + i * per : NULL, per, kind, 0 };
-            pthread_create(&th[i], NULL, bw_thread, &args[i]);
-        }
-        pthread_barrier_wait(&bar);
-        double t0 = now_s();
-        pthread_barrier_wait(&bar);
-        double dt = now_s() - t0;
-        for (int i = 0; i < threads; i++)
-            pthread_join(th[i], NULL);
-        pthread_barrier_destroy(&bar);
-        double bytes = (double)per * threads * sizeof(float) *
-                       (kind == 0 ? 1 : 3);
-        if (bytes / dt / 1e9 > best)
-            best = bytes / dt / 1e9;
-    }
-    return best;
-}
 
 static void child_bandwidth(shape *unused, FILE *out)
 {
@@ -382,10 +277,10 @@ static void child_bandwidth(shape *unused, FILE *out)
         _exit(1);
     for (size_t i = 0; i < n_read; i++)
         a[i] = (float)(i & 1023);
-    fprintf(out, "read_gb_s %.3f\n", bw_run(0, a, NULL, NULL, n_read, th, 5));
+    fprintf(out, "read_gb_s %.3f\n", bench_bw_run(BENCH_BW_READ, a, NULL, NULL, n_read, th, 5));
     float *b = a + n_tri, *c = b + n_tri;
-    fprintf(out, "triad_gb_s %.3f\n", bw_run(1, a, b, c, n_tri, th, 5));
-    fprintf(out, "read1_gb_s %.3f\n", bw_run(0, a, NULL, NULL, n_read, 1, 3));
+    fprintf(out, "triad_gb_s %.3f\n", bench_bw_run(BENCH_BW_TRIAD, a, b, c, n_tri, th, 5));
+    fprintf(out, "read1_gb_s %.3f\n", bench_bw_run(BENCH_BW_READ, a, NULL, NULL, n_read, 1, 3));
     free(a);
 }
 
@@ -592,10 +487,10 @@ int main(int argc, char **argv)
         sh->ran = true;
         /* the weight bytes per decoded token, from the config */
         eng_model *m = NULL;
-        if (sh->file && make_model(sh, &m) == 0)
+        if (sh->file && bench_make_model(sh->file, &sh->cfg, g_root, "bench", &m) == 0)
             sh->cfg = *eng_model_config(m);
         eng_model_unref(m);
-        sh->weight_bytes = decode_weight_bytes(&sh->cfg);
+        sh->weight_bytes = bench_decode_weight_bytes(&sh->cfg);
         for (int rep = 0; rep < g_repeat; rep++)
             measure_shape(sh, rep, peer, have_torch);
     }

@@ -13,6 +13,7 @@
 #include "engine/batch.h"
 #include "engine/decode.h"
 #include "engine/engine.h"
+#include "bench_common.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -34,13 +35,6 @@ static bool part_on(const char *name)
     return !g_part || !strcmp(g_part, name);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static uint64_t rng_next(uint64_t *s)
 {
     uint64_t x = *s;
@@ -60,70 +54,11 @@ typedef struct shape {
 static shape shapes[] = {
     { .name = "stories260K", .file = true },
     { .name = "smollm2-135m", .file = false,
-      .cfg = { .dim = 576, .hidden_dim = 1536, .n_layers = 30, .n_heads = 9,
-               .n_kv_heads = 3, .head_dim = 64, .vocab_size = 49152,
-               .max_seq_len = 2048, .norm_eps = 1e-5f, .rope_theta = 100000.0f,
-               .rope_style = ENG_ROPE_HALF, .tied_embeddings = true,
-               .arch = "llama" } },
+      .cfg = BENCH_SMOLLM2_135M_CFG },
 };
-
-static int make_model(shape *sh, eng_model **ret)
-{
-    char path[4096], err[256] = "";
-    if (!sh->file)
-        return eng_model_new_random(&sh->cfg, 1234, 0.02f, ret);
-    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin",
-             TUNA_SOURCE_ROOT);
-    int rc = eng_model_load_llama2c(path, ret, err, sizeof err);
-    if (rc)
-        fprintf(stderr, "bench_serve: %s: %s\n", path, err);
-    return rc;
-}
-
-/* f32 bytes a batch-1 decode step reads (as bench_engine counts them). */
-static double decode_weight_bytes(const eng_config *c)
-{
-    double q = (double)c->n_heads * c->head_dim;
-    double kv = (double)c->n_kv_heads * c->head_dim;
-    double layer = c->dim * (q + 2 * kv) + q * c->dim +
-                   3.0 * c->dim * c->hidden_dim + 2.0 * c->dim;
-    return 4.0 * (c->n_layers * layer + c->dim +
-                  (double)c->vocab_size * c->dim);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Memory bandwidth: a read of 512 MiB over the threads, best of 5          */
-
-typedef float v16 __attribute__((vector_size(64)));
-
-typedef struct bw_arg {
-    pthread_barrier_t *bar;
-    const float *a;
-    size_t n;
-    float sink;
-    double t0, t1;          /* the reader's own start and end */
-} bw_arg;
-
-static void *bw_thread(void *p)
-{
-    bw_arg *a = p;
-    const v16 *x = (const v16 *)a->a;
-    v16 s0 = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
-    pthread_barrier_wait(a->bar);
-    a->t0 = now_s();
-    for (size_t i = 0; i < a->n / 16; i += 4) {
-        s0 += x[i];
-        s1 += x[i + 1];
-        s2 += x[i + 2];
-        s3 += x[i + 3];
-    }
-    v16 s = s0 + s1 + s2 + s3;
-    for (int i = 0; i < 16; i++)
-        a->sink += s[i];
-    a->t1 = now_s();
-    pthread_barrier_wait(a->bar);
-    return NULL;
-}
 
 static double bandwidth_gb_s(int threads)
 {
@@ -136,34 +71,7 @@ static double bandwidth_gb_s(int threads)
      * deduplicating host) */
     for (size_t i = 0; i < n; i++)
         a[i] = (float)(uint32_t)(i * 2654435761u >> 8);
-    for (int r = 0; r < 5; r++) {
-        pthread_barrier_t bar;
-        pthread_t th[64];
-        bw_arg args[64];
-        size_t per = n / threads / 64 * 64;
-        pthread_barrier_init(&bar, NULL, (unsigned)threads + 1);
-        for (int i = 0; i < threads; i++) {
-            args[i] = (bw_arg){ &bar, a + i * per, per, 0, 0, 0 };
-            pthread_create(&th[i], NULL, bw_thread, &args[i]);
-        }
-        /* timed by the readers themselves, first start to last end: the
-         * main thread is one more thread than cores, and when it was
-         * descheduled after the first barrier its own clock started late
-         * (this read 80-90 GB/s here against 35-50 in the other rounds) */
-        pthread_barrier_wait(&bar);
-        pthread_barrier_wait(&bar);
-        for (int i = 0; i < threads; i++)
-            pthread_join(th[i], NULL);
-        double t0 = args[0].t0, t1 = args[0].t1;
-        for (int i = 1; i < threads; i++) {
-            t0 = args[i].t0 < t0 ? args[i].t0 : t0;
-            t1 = args[i].t1 > t1 ? args[i].t1 : t1;
-        }
-        double dt = t1 - t0;
-        pthread_barrier_destroy(&bar);
-        double gb = (double)per * threads * sizeof(float) / dt / 1e9;
-        best = gb > best ? gb : best;
-    }
+    best = bench_bw_run(BENCH_BW_READ, a, NULL, NULL, n, threads, 5);
     free(a);
     return best;
 }
@@ -206,7 +114,7 @@ static double decode_batch(eng_model *m, eng_adapter **ad, int n, int first,
     }
     if (eng_batch_eval(b, it, n))
         exit(1);
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int t = 0; t < tokens; t++) {
         for (int i = 0; i < n; i++) {
             next[i] = argmax(eng_session_logits(s[i]), c->vocab_size);
@@ -215,7 +123,7 @@ static double decode_batch(eng_model *m, eng_adapter **ad, int n, int first,
         if (eng_batch_eval(b, it, n))
             exit(1);
     }
-    double dt = now_s() - t0;
+    double dt = bench_now_s() - t0;
     for (int i = 0; i < n; i++)
         eng_session_free(s[i]);
     eng_batch_free(b);
@@ -237,10 +145,10 @@ static double prefill_tok_s(eng_model *m, int len)
     for (int rep = 0; rep < 4; rep++) { /* first one warms up */
         eng_session_reset(s);
         eng_batch_item it = { s, ids, len };
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (eng_batch_eval(b, &it, 1))
             exit(1);
-        double dt = now_s() - t0;
+        double dt = bench_now_s() - t0;
         if (rep && dt < best)
             best = dt;
     }
@@ -346,7 +254,7 @@ static double ttft(eng_model *m)
         eng_session *s = NULL;
         for (int i = 0; i < PROMPT; i++)
             ids[i] = (int32_t)(rng_next(&r) % (uint64_t)c->vocab_size);
-        double t0 = now_s();
+        double t0 = bench_now_s();
         atomic_fetch_add(&tr.pending, 1);
         if (eng_session_new(m, PROMPT + 2, 1, &s))
             exit(1);
@@ -355,7 +263,7 @@ static double ttft(eng_model *m)
             exit(1);
         volatile int32_t first = argmax(eng_session_logits(s), c->vocab_size);
         (void)first;
-        t[k] = now_s() - t0;
+        t[k] = bench_now_s() - t0;
         pthread_mutex_lock(&tr.mu);
         atomic_fetch_sub(&tr.pending, 1);
         pthread_cond_broadcast(&tr.cv);
@@ -404,7 +312,7 @@ static void run_shape(shape *sh)
     eng_model *m = NULL;
     eng_adapter *ad[N_ADAPTERS + 1] = { NULL };
     figs f = { 0 };
-    if (make_model(sh, &m))
+    if (bench_make_model(sh->file, &sh->cfg, TUNA_SOURCE_ROOT, "bench_serve", &m))
         exit(1);
     const eng_config *c = eng_model_config(m);
     for (int i = 1; i <= N_ADAPTERS; i++)
@@ -436,7 +344,7 @@ static void run_shape(shape *sh)
                                         decode_batch(m, ad, n, 0, g_tokens);
                 f.agg[k] = dmax(f.agg[k], agg_r);
                 if (n == 16) {
-                    double frac = b1_r * decode_weight_bytes(c) /
+                    double frac = b1_r * bench_decode_weight_bytes(c) /
                                   (bw_r * 1e9);
                     best_frac = dmax(best_frac, frac);
                     best_ratio = dmax(best_ratio, agg_r / b1_r);
@@ -462,11 +370,11 @@ static void run_shape(shape *sh)
     printf("memory bandwidth (read, %d threads, best of the rounds): "
            "%.1f GB/s\n", g_threads, f.bw);
     if (part_on("decode")) {
-        double roof = f.bw * 1e9 / decode_weight_bytes(c);
+        double roof = f.bw * 1e9 / bench_decode_weight_bytes(c);
         printf("decode batch 1 (base)          %9.1f tok/s", f.b1);
         if (c->dim >= 256)
             printf("   roofline %.1f tok/s (%.0f MB/token at %.1f GB/s): "
-                   "%.0f%% %s\n", roof, decode_weight_bytes(c) / 1e6, f.bw,
+                   "%.0f%% %s\n", roof, bench_decode_weight_bytes(c) / 1e6, f.bw,
                    100 * f.b1 / roof, f.b1 >= 0.7 * roof ? "[>= 70%: met]"
                                                          : "[>= 70%: NOT met]");
         else
