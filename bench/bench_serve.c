@@ -13,6 +13,7 @@
 #include "engine/batch.h"
 #include "engine/decode.h"
 #include "engine/engine.h"
+#include "engine/kernels.h"
 #include "bench_common.h"
 
 #include <math.h>
@@ -79,13 +80,10 @@ static double bandwidth_gb_s(int threads)
 /* ------------------------------------------------------------------------ */
 /* Decode                                                                    */
 
+/* greedy sampling as the daemon does it (engine/generate.c) */
 static int32_t argmax(const float *x, int n)
 {
-    int32_t b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
-    return b;
+    return eng_k_argmax(x, n);
 }
 
 enum { PROMPT = 16, N_ADAPTERS = 3 };

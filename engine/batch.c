@@ -16,7 +16,9 @@
  *   x += (silu(xb Wg^T) * xb Wu^T) Wd^T          (each + LoRA)
  *
  * with every linear an eng_k_rowmm over all R rows (the weights stream once
- * per step for the whole batch), and finally the LM head over the last row
+ * per step for the whole batch; the projections of one input, q, k and v
+ * or gate and up, share one call on the pool with their LoRA products:
+ * project_n), and finally the LM head over the last row
  * of every sequence at once. Each row is computed in a fixed order however
  * many rows there are (rowmm.c), attention included (one row at a time,
  * eng_k_dot, then a softmax and a V sum in key order), so a sequence's
@@ -25,11 +27,10 @@
  * Why not OpenBLAS for prompts: its sgemm results for a row depend on the
  * row count (sgemv for one row, other kernels for more) and, measured here,
  * on its thread count, which a training job in the same process may set;
- * so a prompt's bits would depend on the load. rowmm's do not. (The GEMM
- * path is kept, off, behind fwd.gemm for a future packed kernel.)
+ * so a prompt's bits would depend on the load. rowmm's do not.
  *
  * Attention and the per-sequence work split over rowmm's pool by (row,
- * head) pairs.
+ * KV head) pairs.
  */
 #include "batch.h"
 #include "session.h"
@@ -60,7 +61,7 @@ struct eng_batch {
     int *pos;                     /* (rows) */
     float *x, *xb, *q, *k, *v;    /* (rows, dim|max(dim,q)|q_dim|kv|kv) */
     float *hb, *hb2;              /* (rows, hidden) */
-    float *lora_tmp;              /* (rows, lora_cap) */
+    float *lora_tmp;              /* 3 x (rows, lora_cap) */
     float *scores;                /* (threads, ctx_max) */
     float *logits;                /* (max_seqs, vocab) */
     int n_score_bufs;
@@ -156,7 +157,8 @@ static int ensure_lora(eng_batch *b, int rank)
 
     if (rank <= b->lora_cap)
         return 0;
-    t = malloc((size_t)b->rows * rank * sizeof(float));
+    /* one (rows, rank) block per projection of a project_n call (<= 3) */
+    t = malloc((size_t)3 * b->rows * rank * sizeof(float));
     if (!t)
         return -ENOMEM;
     free(b->lora_tmp);
@@ -168,67 +170,158 @@ static int ensure_lora(eng_batch *b, int rank)
 /* ------------------------------------------------------------------------ */
 /* Building blocks                                                           */
 
-/* A forward over segs[0..n_segs): rows r0.. of the block. gemm: one long
- * prompt chunk whose linears are OpenBLAS GEMMs. */
+/* A forward over segs[0..n_segs): rows r0.. of the block. */
 typedef struct fwd {
     eng_batch *b;
     const eng_config *c;
     seg *segs;
     int n_segs, R;
-    bool gemm;
     int l;                        /* current layer (attention jobs) */
 } fwd;
 
-/* y (R, W.rows) (+)= x (R, W.cols) W^T */
-static void linear(const fwd *f, float *y, const float *x,
-                   const eng_tensor *W, int acc)
+/* One projection of a layer: y (R, W.rows) (+)= x W^T (+ bias) (+ each
+ * adapter group's scale (x A^T) B^T), in that order. */
+typedef struct proj {
+    int t;                        /* target (ENG_T_*) */
+    float *y;
+    int acc;
+    const eng_tensor *W, *bias;   /* bias NULL when absent */
+    float *tmp;                   /* (R, lora_cap): x A^T of adapter rows */
+    int off;                      /* first row in the job's row space */
+} proj;
+
+/* Projections of one input x, computed by one pool call: their output rows
+ * laid end to end, split into parts. Each part computes its rows of the
+ * base product, then the bias, then the adapters' B products for the same
+ * rows, so every element gets exactly the operations, in the order, of the
+ * three steps done one after the other: rowmm's bits do not depend on the
+ * rows a call covers. One call instead of one per step and per adapter
+ * group keeps both cores busy (the B products are thin) and waits once. */
+typedef struct proj_job {
+    const fwd *f;
+    const float *x;
+    proj *p;
+    int n, total;
+} proj_job;
+
+/* Rows [lo, hi) of W as a tensor of its own (rows are stored whole). */
+static eng_tensor rows_view(const eng_tensor *W, int lo, int hi)
 {
-    if (f->gemm)
-        eng_k_matmul(y, x, W, f->R, acc);
-    else
-        eng_k_rowmm(y, (size_t)W->rows, x, (size_t)W->cols, W, f->R, 1.0f,
-                    acc);
+    eng_tensor v = *W;
+
+    v.rows = hi - lo;
+    v.data = (char *)W->data + (size_t)lo * eng_dtype_row_bytes(W->dtype,
+                                                                 W->cols);
+    return v;
 }
 
-/* y += scale (x A^T) B^T for the rows of each adapter group (consecutive
- * segments sharing an adapter). */
-static void lora_add(const fwd *f, int t, const float *x, int in, float *y,
-                     int out)
+/* Output rows [lo, hi) of projection p. */
+static void proj_rows(const proj_job *j, const proj *p, int lo, int hi)
 {
-    eng_batch *b = f->b;
+    const fwd *f = j->f;
+    const eng_tensor *W = p->W;
+    int out = W->rows, in = W->cols, R = f->R;
+    eng_tensor v = rows_view(W, lo, hi);
 
+    eng_k_rowmm(p->y + lo, (size_t)out, j->x, (size_t)in, &v, R, 1.0f,
+                p->acc);
+    if (p->bias)
+        for (int r = 0; r < R; r++)
+            for (int o = lo; o < hi; o++)
+                p->y[(size_t)r * out + o] += eng_k_get(p->bias, o);
     for (int i = 0; i < f->n_segs;) {
         const eng_adapter *a = f->segs[i].s->adapter;
-        int j = i + 1, r0 = f->segs[i].r0, n;
-        const eng_lora *lo;
+        int k = i + 1, r0 = f->segs[i].r0, n;
+        const eng_lora *lo_;
 
-        while (j < f->n_segs && f->segs[j].s->adapter == a)
-            j++;
-        n = f->segs[j - 1].r0 + f->segs[j - 1].n - r0;
-        i = j;
-        if (!a || !(lo = eng_adapter_at(a, f->l, t))->A)
+        while (k < f->n_segs && f->segs[k].s->adapter == a)
+            k++;
+        n = f->segs[k - 1].r0 + f->segs[k - 1].n - r0;
+        i = k;
+        if (!a || !(lo_ = eng_adapter_at(a, f->l, p->t))->A)
             continue;
-        eng_tensor A = { ENG_DT_F32, a->rank, lo->in, lo->A };
-        eng_tensor B = { ENG_DT_F32, lo->out, a->rank, lo->B };
+        eng_tensor B = { ENG_DT_F32, hi - lo, a->rank,
+                         lo_->B + (size_t)lo * a->rank };
 
-        eng_k_rowmm(b->lora_tmp, (size_t)a->rank, x + (size_t)r0 * in,
-                    (size_t)in, &A, n, 1.0f, 0);
-        eng_k_rowmm(y + (size_t)r0 * out, (size_t)out, b->lora_tmp,
-                    (size_t)a->rank, &B, n, a->scale, 1);
+        eng_k_rowmm(p->y + (size_t)r0 * out + lo, (size_t)out,
+                    p->tmp + (size_t)r0 * f->b->lora_cap,
+                    (size_t)f->b->lora_cap, &B, n, a->scale, 1);
     }
 }
 
-static void project(const fwd *f, int t, float *y, const float *x, int acc)
+static void proj_part(void *arg, int part, int n_parts)
 {
-    eng_layer *L = &f->b->m->layers[f->l];
-    const eng_tensor *W = eng_layer_target(L, t);
-    const eng_tensor *bias = t == ENG_T_Q ? &L->bq : t == ENG_T_K ? &L->bk :
-                             t == ENG_T_V ? &L->bv : NULL;
+    const proj_job *j = arg;
+    int a = (int)((int64_t)j->total * part / n_parts / 16 * 16);
+    int b = part + 1 == n_parts ? j->total
+            : (int)((int64_t)j->total * (part + 1) / n_parts / 16 * 16);
 
-    linear(f, y, x, W, acc);
-    if (bias && bias->data)
-        eng_k_add_bias(y, bias, f->R, bias->cols);
-    lora_add(f, t, x, W->cols, y, W->rows);
+    for (int i = 0; i < j->n; i++) {
+        const proj *p = &j->p[i];
+        int lo = a > p->off ? a - p->off : 0;
+        int hi = b - p->off < p->W->rows ? b - p->off : p->W->rows;
+
+        if (lo < hi)
+            proj_rows(j, p, lo, hi);
+    }
+}
+
+/* The n projections of x (targets t[i] into y[i], accumulating when
+ * acc[i]); tmp holds n (R, lora_cap) blocks for the adapters' x A^T. */
+static void project_n(const fwd *f, const float *x, int n, const int *t,
+                      float *const *y, const int *acc)
+{
+    eng_batch *b = f->b;
+    eng_layer *L = &b->m->layers[f->l];
+    proj p[4];
+    proj_job j = { f, x, p, n, 0 };
+    double macs = 0;
+    int threads = eng_k_pool_threads(), parts;
+
+    for (int i = 0; i < n; i++) {
+        const eng_tensor *bias = t[i] == ENG_T_Q ? &L->bq :
+                                 t[i] == ENG_T_K ? &L->bk :
+                                 t[i] == ENG_T_V ? &L->bv : NULL;
+
+        p[i] = (proj){ t[i], y[i], acc[i], eng_layer_target(L, t[i]),
+                       bias && bias->data ? bias : NULL,
+                       b->lora_tmp + (size_t)i * b->rows * b->lora_cap,
+                       j.total };
+        j.total += p[i].W->rows;
+        macs += (double)p[i].W->rows * p[i].W->cols * f->R;
+        /* x A^T of each adapter group, before the parts need it */
+        for (int s = 0; s < f->n_segs;) {
+            const eng_adapter *a = f->segs[s].s->adapter;
+            int k = s + 1, r0 = f->segs[s].r0, rows;
+            const eng_lora *lo;
+
+            while (k < f->n_segs && f->segs[k].s->adapter == a)
+                k++;
+            rows = f->segs[k - 1].r0 + f->segs[k - 1].n - r0;
+            s = k;
+            if (!a || !(lo = eng_adapter_at(a, f->l, t[i]))->A)
+                continue;
+            eng_tensor A = { ENG_DT_F32, a->rank, lo->in, lo->A };
+
+            eng_k_rowmm(p[i].tmp + (size_t)r0 * b->lora_cap,
+                        (size_t)b->lora_cap, x + (size_t)r0 * lo->in,
+                        (size_t)lo->in, &A, rows, 1.0f, 0);
+        }
+    }
+    /* parts of about 2^19 multiply-adds (at least one per thread, at most
+     * 8 per thread), as eng_k_rowmm splits one product */
+    parts = (int)(macs / (1 << 19));
+    if (parts > threads * 8)
+        parts = threads * 8;
+    if (parts > j.total / 16)
+        parts = j.total / 16;
+    if (macs < 65536.0 || threads < 2)
+        parts = 1;
+    if (parts < threads && parts > 1)
+        parts = threads;
+    if (parts < 1)
+        parts = 1;
+    eng_k_parallel_on(proj_part, &j, parts, threads);
 }
 
 /* out (hd) = softmax(q . K_t * scale, t < T) V for one query row and head:
@@ -250,32 +343,74 @@ static void attend(const float *q, const float *K, const float *V, int T,
     }
 }
 
-/* Attention job part: (row, head) pairs split evenly over the parts. */
+/* Where row r's keys and values for KV head g start in its session's cache
+ * (layer f->l), and how many positions it attends to. */
+static void unit_kv(const fwd *f, int *si, int r, int g, const float **K,
+                    const float **V, int *T)
+{
+    const eng_config *c = f->c;
+    int kv_dim = c->n_kv_heads * c->head_dim;
+    const seg *sg;
+    size_t off;
+
+    while (r >= f->segs[*si].r0 + f->segs[*si].n)
+        (*si)++;
+    sg = &f->segs[*si];
+    off = (size_t)f->l * sg->s->ctx * kv_dim + (size_t)g * c->head_dim;
+    *K = sg->s->k_cache + off;
+    *V = sg->s->v_cache + off;
+    *T = sg->p0 + (r - sg->r0) + 1;
+}
+
+/* Asks for the T rows of hd floats (stride ld) ahead of their use. */
+static void prefetch_rows(const float *p, int T, int hd, int ld)
+{
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < hd; i += 16)
+            __builtin_prefetch(p + (size_t)t * ld + i, 0, 3);
+}
+
+/* Attention job part: (row, KV head) units split evenly over the parts;
+ * a unit runs the query heads that share the KV head, so its keys and
+ * values come from memory once. The caches of a decode step are cold (the
+ * weights streamed through the caches since the last layer), so the next
+ * unit's rows are prefetched while this one runs. Each (row, head) is
+ * computed the same way whatever the split. */
 static void attention_part(void *arg, int part, int n_parts)
 {
     const fwd *f = arg;
     const eng_config *c = f->c;
     eng_batch *b = f->b;
-    int hd = c->head_dim, H = c->n_heads, q_dim = H * hd;
-    int kv_dim = c->n_kv_heads * hd, group = H / c->n_kv_heads;
-    int64_t total = (int64_t)f->R * H;
-    int64_t w0 = total * part / n_parts, w1 = total * (part + 1) / n_parts;
+    int hd = c->head_dim, KVH = c->n_kv_heads, q_dim = c->n_heads * hd;
+    int kv_dim = KVH * hd, group = c->n_heads / KVH;
+    int64_t total = (int64_t)f->R * KVH;
+    int64_t u0 = total * part / n_parts, u1 = total * (part + 1) / n_parts;
     float scale = 1.0f / sqrtf((float)hd);
     float *p = b->scores + (size_t)part * c->max_seq_len;
-    int si = 0;
+    int si = 0, sn = 0;
+    const float *K, *V, *nK = NULL, *nV = NULL;
+    int T, nT = 0;
 
-    for (int64_t w = w0; w < w1; w++) {
-        int r = (int)(w / H), h = (int)(w % H);
-        const seg *sg;
-        size_t off;
+    if (u0 >= u1)
+        return;
+    unit_kv(f, &si, (int)(u0 / KVH), (int)(u0 % KVH), &K, &V, &T);
+    for (int64_t u = u0; u < u1; u++) {
+        int r = (int)(u / KVH), g = (int)(u % KVH);
 
-        while (r >= f->segs[si].r0 + f->segs[si].n)
-            si++;
-        sg = &f->segs[si];
-        off = (size_t)f->l * sg->s->ctx * kv_dim + (h / group) * hd;
-        attend(b->q + (size_t)r * q_dim + h * hd, sg->s->k_cache + off,
-               sg->s->v_cache + off, sg->p0 + (r - sg->r0) + 1, hd, kv_dim,
-               scale, p, b->xb + (size_t)r * q_dim + h * hd);
+        if (u + 1 < u1) {
+            sn = si;
+            unit_kv(f, &sn, (int)((u + 1) / KVH), (int)((u + 1) % KVH),
+                    &nK, &nV, &nT);
+            prefetch_rows(nK, nT, hd, kv_dim);
+            prefetch_rows(nV, nT, hd, kv_dim);
+        }
+        for (int h = g * group; h < (g + 1) * group; h++)
+            attend(b->q + (size_t)r * q_dim + h * hd, K, V, T, hd, kv_dim,
+                   scale, p, b->xb + (size_t)r * q_dim + h * hd);
+        if (u + 1 < u1) {
+            si = sn;
+            K = nK, V = nV, T = nT;
+        }
     }
 }
 
@@ -290,7 +425,7 @@ static void attention(fwd *f)
     work *= (double)c->n_heads * c->head_dim;
     if (parts > f->b->n_score_bufs)
         parts = f->b->n_score_bufs;
-    if (work < 65536.0 || parts > f->R * c->n_heads)
+    if (work < 65536.0 || parts > f->R * c->n_kv_heads)
         parts = 1;
     eng_k_parallel(attention_part, f, parts);
 }
@@ -308,9 +443,13 @@ static void layer_forward(fwd *f, int l)
     f->l = l;
     /* attention block */
     eng_k_rmsnorm(b->xb, b->x, &L->attn_norm, R, c->dim, c->norm_eps, NULL);
-    project(f, ENG_T_Q, b->q, b->xb, 0);
-    project(f, ENG_T_K, b->k, b->xb, 0);
-    project(f, ENG_T_V, b->v, b->xb, 0);
+    {
+        static const int t[3] = { ENG_T_Q, ENG_T_K, ENG_T_V };
+        static const int acc[3] = { 0, 0, 0 };
+        float *y[3] = { b->q, b->k, b->v };
+
+        project_n(f, b->xb, 3, t, y, acc);
+    }
     eng_k_rope(b->q, R, c->n_heads, hd, b->pos, b->m->rope_inv_freq,
                c->rope_style, 0);
     eng_k_rope(b->k, R, c->n_kv_heads, hd, b->pos, b->m->rope_inv_freq,
@@ -324,12 +463,21 @@ static void layer_forward(fwd *f, int l)
         memcpy(sg->s->v_cache + off, b->v + (size_t)sg->r0 * kv_dim, len);
     }
     attention(f);
-    project(f, ENG_T_O, b->x, b->xb, 1);
+    {
+        static const int t[1] = { ENG_T_O }, acc[1] = { 1 };
+        float *y[1] = { b->x };
+
+        project_n(f, b->xb, 1, t, y, acc);
+    }
 
     /* MLP block */
     eng_k_rmsnorm(b->xb, b->x, &L->ffn_norm, R, c->dim, c->norm_eps, NULL);
-    project(f, ENG_T_GATE, b->hb, b->xb, 0);
-    project(f, ENG_T_UP, b->hb2, b->xb, 0);
+    {
+        static const int t[2] = { ENG_T_GATE, ENG_T_UP }, acc[2] = { 0, 0 };
+        float *y[2] = { b->hb, b->hb2 };
+
+        project_n(f, b->xb, 2, t, y, acc);
+    }
     /* row by row: the vectorized body and its scalar tail round the exp
      * polynomial differently, so one call over R rows would make a row's
      * bits depend on where it starts */
@@ -338,7 +486,12 @@ static void layer_forward(fwd *f, int l)
 
         eng_k_swiglu(b->hb + o, b->hb + o, b->hb2 + o, (size_t)c->hidden_dim);
     }
-    project(f, ENG_T_DOWN, b->x, b->hb, 1);
+    {
+        static const int t[1] = { ENG_T_DOWN }, acc[1] = { 1 };
+        float *y[1] = { b->x };
+
+        project_n(f, b->hb, 1, t, y, acc);
+    }
 }
 
 /* Runs f's rows through every layer; with logits, the LM head over each
@@ -381,7 +534,7 @@ static void forward(fwd *f, bool want_logits)
 /* A long prompt: chunks of CHUNK rows, alone (it would crowd the block). */
 static void run_long(eng_batch *b, const eng_batch_item *it)
 {
-    fwd f = { b, &b->m->cfg, b->segs, 1, 0, false, 0 };
+    fwd f = { b, &b->m->cfg, b->segs, 1, 0, 0 };
 
     for (int done = 0; done < it->n;) {
         int k = it->n - done < CHUNK ? it->n - done : CHUNK;
@@ -404,7 +557,7 @@ static int adapter_cmp(const void *x, const void *y)
 /* Short items order[0..n): rows side by side, as many per forward as fit. */
 static void run_short(eng_batch *b, const eng_batch_item **order, int n)
 {
-    fwd f = { b, &b->m->cfg, b->segs, 0, 0, false, 0 };
+    fwd f = { b, &b->m->cfg, b->segs, 0, 0, 0 };
 
     qsort(order, (size_t)n, sizeof(*order), adapter_cmp);
     for (int i = 0; i < n;) {

@@ -94,12 +94,7 @@ static void rng_seed(uint64_t *s, uint64_t seed)
 
 static int32_t argmax(const float *x, int n)
 {
-    int32_t best = 0;
-
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
+    return eng_k_argmax(x, n);
 }
 
 static int cand_desc(const void *a, const void *b)

@@ -483,6 +483,27 @@ float eng_k_max(const float *x, int n)
 }
 
 ENG_K_CLONES
+int eng_k_argmax(const float *x, int n)
+{
+    float m = eng_k_max(x, n);
+    int i = 0;
+
+    /* the max's first occurrence: a vector compare, 16 at a time */
+    for (; i + LANES <= n; i += LANES) {
+        int hit = 0;
+
+        for (int j = 0; j < LANES; j++)
+            hit |= x[i + j] == m;
+        if (hit)
+            break;
+    }
+    for (; i < n; i++)
+        if (x[i] == m)
+            return i;
+    return 0; /* m is NaN: x[0] was */
+}
+
+ENG_K_CLONES
 float eng_k_sum(const float *x, int n)
 {
     float s[LANES] = {0};

@@ -61,6 +61,10 @@ void eng_k_rowmm(float *out, size_t ldo, const float *x, size_t ldx,
  * order. Returns n_parts (capped at 64). */
 int eng_k_parallel(void (*fn)(void *arg, int part, int n_parts), void *arg,
                    int n_parts);
+/* The same with n_parts parts shared by at most `threads` threads (more
+ * parts than threads: a thread that finishes early takes another's). */
+void eng_k_parallel_on(void (*fn)(void *arg, int part, int n_parts),
+                       void *arg, int n_parts, int threads);
 /* Threads of eng_k_rowmm / eng_k_parallel users on the calling thread
  * (n <= 0: follow eng_k_get_threads()). */
 void eng_k_set_pool_threads(int n);
@@ -115,6 +119,10 @@ void eng_k_rope_cs(float *x, int n, int n_heads, int head_dim, const int *pos,
  * fixed order: vectorized, and the same bits on every call. */
 float eng_k_max(const float *x, int n);
 float eng_k_sum(const float *x, int n);
+/* The first i with x[i] maximal (NaNs never win; 0 when x[0] is NaN), as
+ * the scalar loop "if (x[i] > x[best]) best = i" gives, but vectorized:
+ * greedy decoding takes it over the whole vocabulary for every token. */
+int eng_k_argmax(const float *x, int n);
 /* In-place softmax of x[n]. */
 void eng_k_softmax(float *x, int n);
 /* h[i] = silu(gate[i]) * up[i] for i < n. h may alias gate or up. */

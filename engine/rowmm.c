@@ -35,6 +35,8 @@
  *     here), each row into its own accumulator; every 16 rows the 16
  *     accumulators are folded together by a transposing tree of shuffles
  *     and adds (the per-lane tree above, 16 dot products at once).
+ *   - thin weights (at most 32 columns: LoRA's B): the vector runs across
+ *     16 weight rows, so the fold is plain vector adds;
  *   - several rows (batched decode, prefill): 4 weight rows x 4 x rows
  *     register tiles (16 accumulators, 8 loads per 16 FMAs), folded the
  *     same way. A block of 4 weight rows is loaded once and used against
@@ -250,11 +252,14 @@ AVX512_FN static void rows1_avx512(const float *w, size_t ldw, int nrows,
  * x[0..3] (stride ldx); only nw x nx of it are real (the rest repeat row
  * 0 and are not stored). With pf, pf_lps (1, 2 or 4) cache lines from pf
  * on are prefetched into L2 per 16 columns (part of a later weight block,
- * in order). */
+ * in order); with pf_lps 1 (4 or more x tiles per block), also one line
+ * from pf1 on into L1 (the next block: without it the first tile of every
+ * block waited on L2, and the 16-row decode step ran 7% slower; with fewer
+ * tiles the extra lines cost more than they saved, 3-5% at 4 and 8 rows). */
 AVX512_INLINE void tile44(const float *w, size_t ldw, int nw, const float *x,
                           size_t ldx, int nx, int cols, float *out,
                           size_t ldo, __m512 va, int accumulate,
-                          const char *pf, int pf_lps)
+                          const char *pf, int pf_lps, const char *pf1)
 {
     const float *w0 = w, *w1 = nw > 1 ? w + ldw : w;
     const float *w2 = nw > 2 ? w + 2 * ldw : w, *w3 = nw > 3 ? w + 3 * ldw : w;
@@ -301,6 +306,7 @@ AVX512_INLINE void tile44(const float *w, size_t ldw, int nw, const float *x,
         /* lines of a later block, pf_lps per 16 columns */
         for (i = 0; i < c16; i += 16) {
             _mm_prefetch(pf + (size_t)i * 4, _MM_HINT_T1);
+            _mm_prefetch(pf1 + (size_t)i * 4, _MM_HINT_T0);
             RM_STEP(RM_LOADU);
         }
     } else if (pf && pf_lps == 2) {
@@ -408,14 +414,70 @@ AVX512_FN static void rowsn_avx512(const float *w, size_t ldw, int nrows,
 
             for (int r = r0, t = 0; r < r1; r += TX, t++) {
                 int nx = r1 - r < TX ? r1 - r : TX;
-                const char *tpf = pf && t * lps < 4
-                                  ? pf + (size_t)t * lps * (cols / 16) * 64
-                                  : NULL;
+                size_t at = (size_t)t * lps * (cols / 16) * 64;
+                const char *tpf = pf && t * lps < 4 ? pf + at : NULL;
 
+                /* the next block is inside the far prefetch's range, so
+                 * readable whenever pf is set */
                 tile44(wo, ldw, nw, x + (size_t)r * ldx, ldx, nx, cols,
                        out + (size_t)r * ldo + o, ldo, va, accumulate, tpf,
-                       lps);
+                       lps, tpf && lps == 1
+                            ? (const char *)(wo + (size_t)TW * ldw) + at
+                            : NULL);
             }
+        }
+    }
+}
+
+/* Thin weights (cols <= 32: LoRA's B, [out, rank]): a dot product is one
+ * or two steps, so the 4 x 4 tiles would spend most of their time folding.
+ * Here the vector runs across 16 weight rows instead: lane k of acc[j] is
+ * lane j of row g + k's accumulator, so each fold step is one add of two
+ * vectors, with the operands and order of the reference. */
+AVX512_FN static void thin_avx512(const float *w, int nrows, const float *x,
+                                  size_t ldx, int n, int cols, float *out,
+                                  size_t ldo, float alpha, int accumulate)
+{
+    float wt[32][16] __attribute__((aligned(64)));
+    int G = (cols + 15) / 16;
+    __m512 va = _mm512_set1_ps(alpha);
+
+    for (int g = 0; g < nrows; g += 16) {
+        int ng = nrows - g < 16 ? nrows - g : 16;
+        __mmask16 om = (__mmask16)(ng == 16 ? 0xffff : (1u << ng) - 1);
+
+        /* the block transposed, zero past cols (the reference's padding)
+         * and past the last row (never stored) */
+        for (int j = 0; j < G * 16; j++)
+            for (int k = 0; k < 16; k++)
+                wt[j][k] = j < cols && k < ng ? w[(size_t)(g + k) * cols + j]
+                                               : 0.0f;
+        for (int r = 0; r < n; r++) {
+            const float *xr = x + (size_t)r * ldx;
+            float *o = out + (size_t)r * ldo + g;
+            __m512 acc[16], s1[8], s2[4], d;
+
+            for (int j = 0; j < 16; j++)
+                acc[j] = _mm512_setzero_ps();
+            for (int gg = 0; gg < G; gg++)
+                for (int j = 0; j < 16; j++) {
+                    int c = gg * 16 + j;
+
+                    acc[j] = _mm512_fmadd_ps(_mm512_load_ps(wt[c]),
+                                             _mm512_set1_ps(c < cols ? xr[c]
+                                                                     : 0.0f),
+                                             acc[j]);
+                }
+            for (int i = 0; i < 8; i++)
+                s1[i] = _mm512_add_ps(acc[i], acc[i + 8]);
+            for (int i = 0; i < 4; i++)
+                s2[i] = _mm512_add_ps(s1[i], s1[i + 4]);
+            d = _mm512_add_ps(_mm512_add_ps(s2[0], s2[2]),
+                              _mm512_add_ps(s2[1], s2[3]));
+            d = _mm512_mul_ps(va, d);
+            if (accumulate)
+                d = _mm512_add_ps(_mm512_maskz_loadu_ps(om, o), d);
+            _mm512_mask_storeu_ps(o, om, d);
         }
     }
 }
@@ -521,7 +583,10 @@ static void range_f32(const rowmm_job *j, const float *w, int o0, int o1,
 
 #if RM_AVX512
     if (have_avx512()) {
-        if (n == 1)
+        if (cols <= 32)
+            thin_avx512(w, o1 - o0, j->x, j->ldx, n, cols, out, j->ldo,
+                        j->alpha, j->accumulate);
+        else if (n == 1)
             rows1_avx512(w, (size_t)cols, o1 - o0, j->x, cols, out,
                          j->alpha, j->accumulate);
         else
@@ -781,6 +846,13 @@ int eng_k_parallel(void (*fn)(void *arg, int part, int n_parts), void *arg,
         n_parts = MAX_THREADS;
     parallel(fn, arg, n_parts, n_parts);
     return n_parts;
+}
+
+void eng_k_parallel_on(void (*fn)(void *arg, int part, int n_parts),
+                       void *arg, int n_parts, int threads)
+{
+    if (n_parts > 0)
+        parallel(fn, arg, n_parts, threads);
 }
 
 static void rowmm_part(void *arg, int part, int n_parts)

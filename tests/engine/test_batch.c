@@ -47,9 +47,12 @@ static float frand(void)
 
 static void test_rowmm(void)
 {
-    int shapes[][2] = { { 37, 172 }, { 64, 64 }, { 100, 576 }, { 9, 8 } };
+    /* the last five are thin (LoRA's B: rows x rank) */
+    int shapes[][2] = { { 37, 172 }, { 64, 64 }, { 100, 576 }, { 9, 8 },
+                        { 40, 8 }, { 33, 24 }, { 17, 16 }, { 50, 32 },
+                        { 20, 3 } };
 
-    for (int si = 0; si < 4; si++) {
+    for (int si = 0; si < 9; si++) {
         int rows = shapes[si][0], cols = shapes[si][1], nmax = 19;
         float *w = malloc((size_t)rows * cols * sizeof(float));
         uint16_t *wb = malloc((size_t)rows * cols * sizeof(uint16_t));
@@ -75,6 +78,16 @@ static void test_rowmm(void)
             for (int i = 0; i < nmax * rows; i++)
                 maxd = fmax(maxd, fabs(y[i] - ref[i]));
             CHECK(maxd < 1e-4 * cols);
+            /* every element is eng_k_dot's reference order, to the bit */
+            if (dt == 0)
+                for (int r = 0; r < nmax; r++)
+                    for (int o = 0; o < rows; o++) {
+                        float d = eng_k_dot(x + (size_t)r * cols,
+                                            w + (size_t)o * cols, cols);
+
+                        CHECK(!memcmp(&d, &y[(size_t)r * rows + o],
+                                      sizeof d));
+                    }
             /* every row, alone, threads 1 and 2: the same bits */
             for (int th = 1; th <= 2; th++) {
                 eng_set_threads(th);
