@@ -11,7 +11,13 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BENCH_X86 1
+#endif
 
 static inline double bench_now_s(void)
 {
@@ -100,6 +106,122 @@ static inline void *bench_bw_thread(void *p)
     a->t1 = bench_now_s();
     pthread_barrier_wait(a->bar);
     return NULL;
+}
+
+/* The machine's f32 multiply-add peak: every thread runs 12 independent
+ * chains of vector fused multiply-adds for about 0.2 s; GFLOP/s (2 per
+ * lane per FMA) of all threads together, best of 3. It bounds every
+ * compute-bound figure (prefill, the 16-sequence decode step), so the
+ * bench prints their ceilings beside them. */
+#ifdef BENCH_X86
+#define BENCH_FMA_BODY(V, SET1, FMA, STORE, LANES)                           \
+    V a[12], x = SET1(0.999f), y = SET1(1e-4f);                              \
+    float out[LANES], s = 0;                                                 \
+    for (int k = 0; k < 12; k++)                                             \
+        a[k] = SET1(1e-3f * (float)k);                                       \
+    for (long i = 0; i < iters; i++)                                         \
+        for (int k = 0; k < 12; k++)                                         \
+            a[k] = FMA(a[k], x, y);                                          \
+    for (int k = 0; k < 12; k++) {                                           \
+        STORE(out, a[k]);                                                    \
+        for (int l = 0; l < LANES; l++)                                      \
+            s += out[l];                                                     \
+    }                                                                        \
+    return s;
+
+__attribute__((target("avx512f"), noinline))
+static float bench_fma_512(long iters)
+{
+    BENCH_FMA_BODY(__m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps,
+                   16)
+}
+__attribute__((target("avx2,fma"), noinline))
+static float bench_fma_256(long iters)
+{
+    BENCH_FMA_BODY(__m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps,
+                   8)
+}
+
+typedef struct bench_fma_arg {
+    long iters;
+    int lanes;
+    pthread_barrier_t *bar;
+    double t0, t1;
+    volatile float sink;
+} bench_fma_arg;
+
+static inline void *bench_fma_thread(void *p)
+{
+    bench_fma_arg *a = p;
+    pthread_barrier_wait(a->bar);
+    a->t0 = bench_now_s();
+    a->sink = a->lanes == 16 ? bench_fma_512(a->iters)
+                             : bench_fma_256(a->iters);
+    a->t1 = bench_now_s();
+    return NULL;
+}
+
+#endif /* BENCH_X86 */
+
+static inline double bench_fma_peak(int threads)
+{
+#ifndef BENCH_X86
+    (void)threads;
+    return 0; /* no probe for this CPU: no ceilings printed */
+#else
+    pthread_t th[64];
+    bench_fma_arg arg[64];
+    pthread_barrier_t bar;
+    int lanes;
+    double best = 0;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        lanes = 16;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        lanes = 8;
+    else
+        return 0;
+    if (threads > 64)
+        threads = 64;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = 1e300, t1 = 0;
+        long iters = 30000000; /* ~0.1-0.2 s at 1 FMA per cycle */
+        pthread_barrier_init(&bar, NULL, (unsigned)threads);
+        for (int t = 0; t < threads; t++) {
+            arg[t] = (bench_fma_arg){ .iters = iters, .lanes = lanes,
+                                      .bar = &bar };
+            pthread_create(&th[t], NULL, bench_fma_thread, &arg[t]);
+        }
+        for (int t = 0; t < threads; t++) {
+            pthread_join(th[t], NULL);
+            t0 = arg[t].t0 < t0 ? arg[t].t0 : t0;
+            t1 = arg[t].t1 > t1 ? arg[t].t1 : t1;
+        }
+        pthread_barrier_destroy(&bar);
+        double gf = 2.0 * lanes * 12 * (double)iters * threads / (t1 - t0) /
+                    1e9;
+        best = gf > best ? gf : best;
+    }
+    return best;
+#endif
+}
+
+/* The probe's buffer, in the kind of memory the engine keeps weights in
+ * (eng_alloc_weights: 2 MiB aligned, transparent huge pages): read through
+ * 4 KiB pages it measured ~48 GB/s where decode through huge pages streamed
+ * its weights at ~52, so the roofline must use the same pages. Freed with
+ * free(). */
+static inline float *bench_bw_alloc(size_t floats)
+{
+    size_t huge = (size_t)2 << 20;
+    size_t bytes = (floats * sizeof(float) + huge - 1) / huge * huge;
+    void *p = NULL;
+    if (posix_memalign(&p, huge, bytes))
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
 }
 
 /* Best of reps, in GB/s (1e9 bytes): kind READ sums a[n], TRIAD computes

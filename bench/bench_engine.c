@@ -272,7 +272,7 @@ static void child_bandwidth(shape *unused, FILE *out)
     int th = g_threads < 64 ? g_threads : 64;
     size_t n_read = (size_t)512 << 20 >> 2;  /* 512 MiB */
     size_t n_tri = (size_t)128 << 20 >> 2;   /* 3 x 128 MiB */
-    float *a = aligned_alloc(64, n_read * sizeof(float));
+    float *a = bench_bw_alloc(n_read);
     if (!a)
         _exit(1);
     for (size_t i = 0; i < n_read; i++)

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef TUNA_SOURCE_ROOT
 #define TUNA_SOURCE_ROOT "."
@@ -64,7 +65,7 @@ static shape shapes[] = {
 static double bandwidth_gb_s(int threads)
 {
     size_t n = (size_t)512 << 20 >> 2;
-    float *a = aligned_alloc(64, n * sizeof(float));
+    float *a = bench_bw_alloc(n);
     double best = 0;
     if (!a)
         return 0;
@@ -302,8 +303,51 @@ static double dmax(double a, double b) { return a > b ? a : b; }
 /* Best figures over the rounds (each round measures everything once, in
  * the same order, so load from other processes biases no figure). */
 typedef struct figs {
-    double bw, b1, b1ad, agg[3], alone[3], prefill;
+    double bw, b1, b1ad, agg[3], alone[3], prefill, peer_prefill, peak;
 } figs;
+
+/* Multiply-adds per token of the layers' linears (q, k, v, o, gate, up,
+ * down), and of the LM head. */
+static double linear_macs(const eng_config *c)
+{
+    double q = (double)c->n_heads * c->head_dim;
+    double kv = (double)c->n_kv_heads * c->head_dim;
+    return (double)c->n_layers *
+           (2.0 * c->dim * q + 2.0 * c->dim * kv + 3.0 * c->dim * c->hidden_dim);
+}
+
+static double head_macs(const eng_config *c)
+{
+    return (double)c->vocab_size * c->dim;
+}
+
+/* PyTorch's prefill of the same shape (bench/peer_torch.py, at its best:
+ * OMP_WAIT_POLICY=PASSIVE, the same threads, best of 3 after a warm-up);
+ * 0 when Debian's python3-torch is not there. */
+static double peer_prefill(const char *shape, int len)
+{
+    char cmd[8192], line[512];
+    double v = 0, best = 0;
+    if (access("/usr/bin/python3", X_OK) ||
+        system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1"))
+        return 0;
+    snprintf(cmd, sizeof cmd,
+             "OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 "
+             "'%s/bench/peer_torch.py' --shape %s --threads %d --seq %d "
+             "--prefill-only", TUNA_SOURCE_ROOT, shape, g_threads, len);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return 0;
+    while (fgets(line, sizeof line, p)) {
+        char shp[64], key[64];
+        if (sscanf(line, "peer %63s %63s %lf", shp, key, &v) == 3 &&
+            !strcmp(key, "prefill_tok_s") && v > best)
+            best = v;
+    }
+    pclose(p);
+    return best;
+}
 
 static void run_shape(shape *sh)
 {
@@ -357,8 +401,12 @@ static void run_shape(shape *sh)
                 f.alone[k] = dmax(f.alone[k], n * g_tokens / seq);
             }
         }
-        if (part_on("prefill"))
+        if (part_on("prefill")) {
             f.prefill = dmax(f.prefill, prefill_tok_s(m, 256));
+            f.peer_prefill = dmax(f.peer_prefill,
+                                  peer_prefill(sh->name, 256));
+        }
+        f.peak = dmax(f.peak, bench_fma_peak(g_threads));
         if (g_repeat > 1) {
             fprintf(stderr, "round %d: bw %.1f GB/s, b1 %.1f, agg16 %.1f, "
                     "prefill %.1f\n", round + 1, f.bw, f.b1, f.agg[2],
@@ -367,6 +415,9 @@ static void run_shape(shape *sh)
     }
     printf("memory bandwidth (read, %d threads, best of the rounds): "
            "%.1f GB/s\n", g_threads, f.bw);
+    if (f.peak > 0)
+        printf("f32 multiply-add peak (%d threads, best of the rounds): "
+               "%.1f GFLOP/s\n", g_threads, f.peak);
     if (part_on("decode")) {
         double roof = f.bw * 1e9 / bench_decode_weight_bytes(c);
         printf("decode batch 1 (base)          %9.1f tok/s", f.b1);
@@ -386,6 +437,15 @@ static void run_shape(shape *sh)
                                                    : "  [>= 8x: NOT met]")
                            : "");
     }
+    if (part_on("decode") && f.peak > 0 && c->dim >= 256) {
+        /* the 16-sequence step does 16 tokens' multiply-adds: at best the
+         * peak, whatever the kernels */
+        double ceil16 = f.peak * 1e9 / (2 * (linear_macs(c) + head_macs(c)));
+        printf("  16 seqs: ceiling at 100%% of the f32 peak %.0f tok/s = "
+               "%.1fx batch 1; 8x batch 1 (%.0f tok/s) needs %.0f%% of the "
+               "peak; measured %.0f%%\n", ceil16, ceil16 / f.b1, 8 * f.b1,
+               100 * 8 * f.b1 / ceil16, 100 * f.agg[2] / ceil16);
+    }
     if (part_on("decode") && g_repeat > 1)
         printf("same-round pairs (best of %d rounds): batch 1 at %.0f%% of "
                "the roofline %s, 16 seqs at %.1fx batch 1 %s\n", g_repeat,
@@ -393,8 +453,28 @@ static void run_shape(shape *sh)
                                                  : "[>= 70%: NOT met]",
                best_ratio, best_ratio >= 8 ? "[>= 8x: met]"
                                            : "[>= 8x: NOT met]");
-    if (part_on("prefill"))
-        printf("prefill 256 tokens (batched path) %6.1f tok/s\n", f.prefill);
+    if (part_on("prefill")) {
+        printf("prefill 256 tokens (batched path) %6.1f tok/s", f.prefill);
+        if (f.peer_prefill > 0)
+            printf("   PyTorch %.1f tok/s: %.2fx %s", f.peer_prefill,
+                   f.prefill / f.peer_prefill,
+                   f.prefill >= 2 * f.peer_prefill ? "[>= 2x: met]"
+                                                   : "[>= 2x: NOT met]");
+        else
+            printf("   (no PyTorch peer: Debian's python3-torch missing)");
+        printf("\n");
+        if (f.peak > 0 && c->dim >= 256) {
+            /* the last row's LM head once per prompt */
+            double ceil_p = f.peak * 1e9 /
+                            (2 * (linear_macs(c) + head_macs(c) / 256));
+            printf("  prefill: ceiling at 100%% of the f32 peak %.0f tok/s; "
+                   "measured %.0f%%", ceil_p, 100 * f.prefill / ceil_p);
+            if (f.peer_prefill > 0)
+                printf("; 2x PyTorch (%.0f tok/s) needs %.0f%% of the peak",
+                       2 * f.peer_prefill, 100 * 2 * f.peer_prefill / ceil_p);
+            printf("\n");
+        }
+    }
     fflush(stdout);
     if (part_on("ttft")) {
         /* time to first token: the daemon's split (1 generation thread) */

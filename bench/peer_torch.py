@@ -126,12 +126,15 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--decode", type=int, default=64)
+    ap.add_argument("--prefill-only", action="store_true",
+                    help="only the prefill figure (bench_serve)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     shape = SHAPES[a.shape]
     vocab = shape[5]
-    m = Model(shape, r=8)
+    # prefill-only: the plain base model (bench_serve measures the base)
+    m = Model(shape, r=0 if a.prefill_only else 8)
     params = [p for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     ids = torch.randint(0, vocab, (a.batch, a.seq + 1))
@@ -142,14 +145,15 @@ def main():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    step()
-    t0 = time.perf_counter()
-    for _ in range(a.steps):
+    if not a.prefill_only:
         step()
-    dt = time.perf_counter() - t0
-    print(f"peer {a.shape} train_tok_s {a.batch * a.seq * a.steps / dt:.1f}", flush=True)
-    rss_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peer {a.shape} train_peak_rss_mib {rss_train:.0f}", flush=True)
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            step()
+        dt = time.perf_counter() - t0
+        print(f"peer {a.shape} train_tok_s {a.batch * a.seq * a.steps / dt:.1f}", flush=True)
+        rss_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peer {a.shape} train_peak_rss_mib {rss_train:.0f}", flush=True)
     with torch.no_grad():
         # Prefill: the prompt through a fresh KV cache, logits of the last
         # row only (as an inference server does); best of 3 after a warm-up.
@@ -163,6 +167,8 @@ def main():
             if i:
                 best = min(best, dt)
         print(f"peer {a.shape} prefill_tok_s {a.seq / best:.1f}", flush=True)
+        if a.prefill_only:
+            return 0
         # Batch-1 decode, greedy, continuing after the prompt.
         tok = logits[:, -1:].argmax(-1)
         t0 = time.perf_counter()

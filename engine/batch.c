@@ -52,12 +52,19 @@ typedef struct seg {
     int p0;         /* position of the first row */
 } seg;
 
+/* Consecutive rows on one adapter (the segments are sorted by adapter). */
+typedef struct group {
+    const eng_adapter *a;
+    int r0, n;
+} group;
+
 struct eng_batch {
     eng_model *m;
     int max_seqs, rows;           /* capacities */
     int lora_cap;                 /* rank capacity of lora_tmp */
     seg *segs;                    /* (max_seqs) */
     const eng_batch_item **order; /* (max_seqs) items sorted by adapter */
+    group *groups;                /* (max_seqs) */
     int *pos;                     /* (rows) */
     float *x, *xb, *q, *k, *v;    /* (rows, dim|max(dim,q)|q_dim|kv|kv) */
     float *hb, *hb2;              /* (rows, hidden) */
@@ -117,9 +124,10 @@ int eng_batch_new(eng_model *m, int max_seqs, eng_batch **ret)
         (size_t)max_seqs * c->vocab_size;
     b->block = malloc(n * sizeof(float));
     b->segs = calloc((size_t)max_seqs, sizeof(*b->segs));
+    b->groups = calloc((size_t)max_seqs, sizeof(*b->groups));
     b->order = calloc((size_t)max_seqs, sizeof(*b->order));
     b->pos = calloc(R, sizeof(*b->pos));
-    if (!b->block || !b->segs || !b->order || !b->pos) {
+    if (!b->block || !b->segs || !b->groups || !b->order || !b->pos) {
         eng_batch_free(b);
         return -ENOMEM;
     }
@@ -146,6 +154,7 @@ void eng_batch_free(eng_batch *b)
     free(b->block);
     free(b->lora_tmp);
     free(b->segs);
+    free(b->groups);
     free(b->order);
     free(b->pos);
     free(b);
@@ -177,6 +186,8 @@ typedef struct fwd {
     seg *segs;
     int n_segs, R;
     int l;                        /* current layer (attention jobs) */
+    group *groups;                /* rows with an adapter, by adapter */
+    int n_groups;
 } fwd;
 
 /* One projection of a layer: y (R, W.rows) (+)= x W^T (+ bias) (+ each
@@ -229,23 +240,18 @@ static void proj_rows(const proj_job *j, const proj *p, int lo, int hi)
         for (int r = 0; r < R; r++)
             for (int o = lo; o < hi; o++)
                 p->y[(size_t)r * out + o] += eng_k_get(p->bias, o);
-    for (int i = 0; i < f->n_segs;) {
-        const eng_adapter *a = f->segs[i].s->adapter;
-        int k = i + 1, r0 = f->segs[i].r0, n;
-        const eng_lora *lo_;
+    for (int i = 0; i < f->n_groups; i++) {
+        const group *g = &f->groups[i];
+        const eng_lora *lo_ = eng_adapter_at(g->a, f->l, p->t);
 
-        while (k < f->n_segs && f->segs[k].s->adapter == a)
-            k++;
-        n = f->segs[k - 1].r0 + f->segs[k - 1].n - r0;
-        i = k;
-        if (!a || !(lo_ = eng_adapter_at(a, f->l, p->t))->A)
+        if (!lo_->A)
             continue;
-        eng_tensor B = { ENG_DT_F32, hi - lo, a->rank,
-                         lo_->B + (size_t)lo * a->rank };
+        eng_tensor B = { ENG_DT_F32, hi - lo, g->a->rank,
+                         lo_->B + (size_t)lo * g->a->rank };
 
-        eng_k_rowmm(p->y + (size_t)r0 * out + lo, (size_t)out,
-                    p->tmp + (size_t)r0 * f->b->lora_cap,
-                    (size_t)f->b->lora_cap, &B, n, a->scale, 1);
+        eng_k_rowmm(p->y + (size_t)g->r0 * out + lo, (size_t)out,
+                    p->tmp + (size_t)g->r0 * f->b->lora_cap,
+                    (size_t)f->b->lora_cap, &B, g->n, g->a->scale, 1);
     }
 }
 
@@ -264,6 +270,53 @@ static void proj_part(void *arg, int part, int n_parts)
         if (lo < hi)
             proj_rows(j, p, lo, hi);
     }
+}
+
+/* x A^T for projection u / n_groups, group u % n_groups: into its tmp. */
+typedef struct lora_a_job {
+    const fwd *f;
+    const float *x;
+    const proj *p;
+} lora_a_job;
+
+static void lora_a_unit(const lora_a_job *j, int u, int n_groups)
+{
+    const fwd *f = j->f;
+    const proj *p = &j->p[u / n_groups];
+    const group *g = &f->groups[u % n_groups];
+    const eng_lora *lo = eng_adapter_at(g->a, f->l, p->t);
+    size_t cap = (size_t)f->b->lora_cap;
+
+    if (!lo->A)
+        return;
+    eng_tensor A = { ENG_DT_F32, g->a->rank, lo->in, lo->A };
+
+    eng_k_rowmm(p->tmp + (size_t)g->r0 * cap, cap,
+                j->x + (size_t)g->r0 * lo->in, (size_t)lo->in, &A, g->n,
+                1.0f, 0);
+}
+
+static void lora_a_part(void *arg, int part, int n_parts)
+{
+    const lora_a_job *j = arg;
+
+    (void)n_parts;
+    lora_a_unit(j, part, j->f->n_groups);
+}
+
+/* The adapters' x A^T for the n projections p, before their parts need
+ * them: one (projection, group) product per part, so the pool shares them
+ * (a decode step's are thin and read their A from memory); a single one
+ * (one adapter) is split by rows instead, inside eng_k_rowmm. */
+static void lora_a(const fwd *f, const float *x, const proj *p, int n)
+{
+    lora_a_job j = { f, x, p };
+    int units = n * f->n_groups;
+
+    if (units == 1)
+        lora_a_unit(&j, 0, 1);
+    else if (units > 1)
+        eng_k_parallel_on(lora_a_part, &j, units, eng_k_pool_threads());
 }
 
 /* The n projections of x (targets t[i] into y[i], accumulating when
@@ -289,25 +342,8 @@ static void project_n(const fwd *f, const float *x, int n, const int *t,
                        j.total };
         j.total += p[i].W->rows;
         macs += (double)p[i].W->rows * p[i].W->cols * f->R;
-        /* x A^T of each adapter group, before the parts need it */
-        for (int s = 0; s < f->n_segs;) {
-            const eng_adapter *a = f->segs[s].s->adapter;
-            int k = s + 1, r0 = f->segs[s].r0, rows;
-            const eng_lora *lo;
-
-            while (k < f->n_segs && f->segs[k].s->adapter == a)
-                k++;
-            rows = f->segs[k - 1].r0 + f->segs[k - 1].n - r0;
-            s = k;
-            if (!a || !(lo = eng_adapter_at(a, f->l, t[i]))->A)
-                continue;
-            eng_tensor A = { ENG_DT_F32, a->rank, lo->in, lo->A };
-
-            eng_k_rowmm(p[i].tmp + (size_t)r0 * b->lora_cap,
-                        (size_t)b->lora_cap, x + (size_t)r0 * lo->in,
-                        (size_t)lo->in, &A, rows, 1.0f, 0);
-        }
     }
+    lora_a(f, x, p, n);
     /* parts of about 2^19 multiply-adds (at least one per thread, at most
      * 8 per thread), as eng_k_rowmm splits one product */
     parts = (int)(macs / (1 << 19));
@@ -502,6 +538,21 @@ static void forward(fwd *f, bool want_logits)
     eng_batch *b = f->b;
     int V = c->vocab_size;
 
+    f->groups = b->groups;
+    f->n_groups = 0;
+    for (int i = 0; i < f->n_segs;) {
+        const eng_adapter *a = f->segs[i].s->adapter;
+        int k = i + 1;
+
+        while (k < f->n_segs && f->segs[k].s->adapter == a)
+            k++;
+        if (a)
+            f->groups[f->n_groups++] = (group){
+                a, f->segs[i].r0,
+                f->segs[k - 1].r0 + f->segs[k - 1].n - f->segs[i].r0 };
+        i = k;
+    }
+
     for (int i = 0; i < f->n_segs; i++) {
         seg *sg = &f->segs[i];
 
@@ -534,7 +585,7 @@ static void forward(fwd *f, bool want_logits)
 /* A long prompt: chunks of CHUNK rows, alone (it would crowd the block). */
 static void run_long(eng_batch *b, const eng_batch_item *it)
 {
-    fwd f = { b, &b->m->cfg, b->segs, 1, 0, 0 };
+    fwd f = { b, &b->m->cfg, b->segs, 1, 0, 0, NULL, 0 };
 
     for (int done = 0; done < it->n;) {
         int k = it->n - done < CHUNK ? it->n - done : CHUNK;
@@ -557,7 +608,7 @@ static int adapter_cmp(const void *x, const void *y)
 /* Short items order[0..n): rows side by side, as many per forward as fit. */
 static void run_short(eng_batch *b, const eng_batch_item **order, int n)
 {
-    fwd f = { b, &b->m->cfg, b->segs, 0, 0, 0 };
+    fwd f = { b, &b->m->cfg, b->segs, 0, 0, 0, NULL, 0 };
 
     qsort(order, (size_t)n, sizeof(*order), adapter_cmp);
     for (int i = 0; i < n;) {

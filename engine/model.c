@@ -37,6 +37,36 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Weight memory                                                             */
+
+enum { HUGE_PAGE = 2 << 20 };
+
+void *eng_alloc_weights(size_t bytes)
+{
+    void *p = NULL;
+
+    if (bytes < 2 * (size_t)HUGE_PAGE)
+        return malloc(bytes ? bytes : 1);
+    bytes = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    if (posix_memalign(&p, HUGE_PAGE, bytes))
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice: failure is fine */
+#endif
+    return p;
+}
+
+void eng_advise_weights(void *map, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    if (map && len >= 2 * (size_t)HUGE_PAGE)
+        (void)madvise(map, len, MADV_HUGEPAGE);
+#else
+    (void)map, (void)len;
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
 /* Shapes                                                                    */
 
 int eng_config_check(const eng_config *c)
@@ -378,6 +408,7 @@ int eng_model_load_llama2c(const char *path, eng_model **ret_model,
     }
     m->map = map;
     m->map_len = st.st_size;
+    eng_advise_weights(map, m->map_len);
     map = MAP_FAILED;
     p = (float *)((char *)m->map + sizeof(hdr));
     assign_llama2c(m, &p);
@@ -447,7 +478,7 @@ int eng_model_new_random(const eng_config *cfg, uint64_t seed, float std,
     n = llama2c_floats(cfg) - (size_t)cfg->max_seq_len * cfg->head_dim;
     if (cfg->qkv_bias)
         n += (size_t)cfg->n_layers * (q + 2 * kv);
-    m->owned = malloc(n * sizeof(float));
+    m->owned = eng_alloc_weights(n * sizeof(float));
     if (!m->owned) {
         rc = -ENOMEM;
         goto out;

@@ -448,6 +448,7 @@ static int map_file(const char *path, void **ret_map, size_t *ret_len,
     }
     *ret_map = map;
     *ret_len = (size_t)st.st_size;
+    eng_advise_weights(map, *ret_len);
 out:
     close(fd);
     return rc;

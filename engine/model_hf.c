@@ -358,6 +358,7 @@ static int map_shards(const char *dir, hf_shards *s, char *err, size_t errlen)
             return -EIO;
         }
         close(fd);
+        eng_advise_weights(dst, f->map_len);
         for (int t = 0; t < f->n; t++)
             f->t[t].data = dst + ((const uint8_t *)f->t[t].data -
                                   (const uint8_t *)f->map);
