@@ -136,7 +136,7 @@ def main():
     # prefill-only: the plain base model (bench_serve measures the base)
     m = Model(shape, r=0 if a.prefill_only else 8)
     params = [p for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
+    opt = None if a.prefill_only else torch.optim.AdamW(params, lr=1e-4)
     ids = torch.randint(0, vocab, (a.batch, a.seq + 1))
     # LoRA training: one warm-up step, then timed steps.
     def step():
