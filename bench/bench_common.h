@@ -48,6 +48,37 @@ static inline int bench_make_model(bool from_file, const eng_config *cfg,
     return rc;
 }
 
+/* splitmix64: the benches' random token ids. */
+static inline uint64_t bench_rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* n training examples of seq random token ids, every target in the loss;
+ * the caller frees each with eng_example_done, then the array. NULL when
+ * out of memory. */
+static inline eng_example *bench_random_examples(int n, int seq, int vocab,
+                                                 uint64_t seed)
+{
+    eng_example *ex = calloc((size_t)n, sizeof(*ex));
+    uint64_t s = seed;
+    for (int i = 0; ex && i < n; i++) {
+        ex[i].n = seq;
+        ex[i].ids = malloc((size_t)seq * sizeof(int32_t));
+        ex[i].mask = malloc((size_t)seq);
+        if (!ex[i].ids || !ex[i].mask)
+            return NULL; /* a bench: the process exits */
+        for (int j = 0; j < seq; j++) {
+            ex[i].ids[j] = (int32_t)(bench_rng_next(&s) % (uint64_t)vocab);
+            ex[i].mask[j] = 1;
+        }
+    }
+    return ex;
+}
+
 /* f32 bytes of every weight a batch-1 decode step reads: the layers' linears
  * and norms, the final norm and the LM head (one embedding row aside). */
 static inline double bench_decode_weight_bytes(const eng_config *c)

@@ -67,14 +67,6 @@ static bool part(const char *p)
     return !g_part || !strcmp(g_part, p);
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Results: a small table of (shape, metric) -> value per side               */
 
@@ -159,17 +151,9 @@ static void child_train(shape *sh, FILE *out)
     const eng_config *c = eng_model_config(m);
     int max_steps = c->dim >= 256 ? g_min_steps : 200;
     int n_ex = BATCH * (max_steps + 1);
-    eng_example *ex = calloc((size_t)n_ex, sizeof(*ex));
-    uint64_t s = 42;
-    for (int i = 0; i < n_ex; i++) {
-        ex[i].n = SEQ;
-        ex[i].ids = malloc(SEQ * sizeof(int32_t));
-        ex[i].mask = malloc(SEQ);
-        for (int j = 0; j < SEQ; j++) {
-            ex[i].ids[j] = (int32_t)(rng_next(&s) % (uint64_t)c->vocab_size);
-            ex[i].mask[j] = 1;
-        }
-    }
+    eng_example *ex = bench_random_examples(n_ex, SEQ, c->vocab_size, 42);
+    if (!ex)
+        _exit(1);
     eng_train_params p;
     eng_train_params_default(&p);
     p.lora_rank = 8;
@@ -234,7 +218,7 @@ static void child_infer(shape *sh, FILE *out)
     int32_t ids[SEQ];
     uint64_t r = 7;
     for (int i = 0; i < SEQ; i++)
-        ids[i] = (int32_t)(rng_next(&r) % (uint64_t)c->vocab_size);
+        ids[i] = (int32_t)(bench_rng_next(&r) % (uint64_t)c->vocab_size);
     if (eng_session_eval(s, ids, SEQ)) /* warm-up */
         _exit(1);
     double best = 1e30, t_all = bench_now_s();
