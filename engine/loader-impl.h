@@ -2,14 +2,15 @@
 /*
  * loader-impl.h - what the Hugging Face and GGUF model loaders share.
  *
- * Both loaders walk the same list of weight slots (eng_ld_slots): each slot
- * is one eng_tensor of the model with the shape the config requires. A
- * loader finds the slot's tensor in its file under its own naming scheme and
- * calls eng_ld_bind(), which checks dtype and shape with a message naming
- * the tensor, and either points the slot at the file's bytes (matrices stay
- * in their stored dtype, memory-mapped) or converts it into the model's
- * owned fp32 block (norm weights and biases, which the forward pass reads as
- * plain floats). Only files inside engine/ include this header.
+ * Both loaders bind the same list of weight slots through eng_ld_bind_all():
+ * each slot is one eng_tensor of the model with the shape the config
+ * requires. A loader only finds the slot's tensor in its file under its own
+ * naming scheme (its eng_ld_lookup_fn); the shared code checks dtype and
+ * shape with a message naming the tensor, and either points the slot at the
+ * file's bytes (matrices stay in their stored dtype, memory-mapped) or
+ * converts it into the model's owned fp32 block (norm weights and biases,
+ * which the forward pass reads as plain floats). Only files inside engine/
+ * include this header.
  */
 #ifndef TUNA_ENGINE_LOADER_IMPL_H
 #define TUNA_ENGINE_LOADER_IMPL_H
@@ -32,16 +33,6 @@ typedef struct eng_ld_slot {
     bool vector;        /* converted to owned fp32 */
 } eng_ld_slot;
 
-/* Fills slots[] (capacity eng_ld_slot_count(cfg)) for the tensors model m
- * needs under its config: embeddings, the final norm, the LM head unless
- * tied, every layer's norms, projections and (qkv_bias) biases. Returns the
- * number of slots. */
-int eng_ld_slot_count(const eng_config *c);
-int eng_ld_slots(eng_model *m, eng_ld_slot *slots);
-
-/* Allocates m->owned for every vector slot (fp32). -ENOMEM. */
-int eng_ld_alloc_vectors(eng_model *m, const eng_ld_slot *slots, int n);
-
 /* A tensor as a file describes it: dims outermost first (PyTorch order), so a
  * matrix is {rows, cols}. */
 typedef struct eng_ld_src {
@@ -52,12 +43,25 @@ typedef struct eng_ld_src {
     const void *data;   /* bytes in the file, rows packed */
 } eng_ld_src;
 
-/* Binds slot s to src: checks the shape (a vector may be stored as [n] or
- * [1, n]), points s->dst at src->data for matrices, or converts a vector into
- * *vec_cursor (advancing it) for vectors. -EINVAL with a message on a shape
- * or dtype mismatch. */
-int eng_ld_bind(const eng_ld_slot *s, const eng_ld_src *src,
-                float **vec_cursor, char *err, size_t errlen);
+/* A loader's lookup for eng_ld_bind_all: writes the file's name for slot s
+ * into name (namelen bytes) and describes that tensor in *src (all but
+ * src->name, which points at name already). -EINVAL with a message naming
+ * the tensor when the file lacks it or stores it in a type we cannot load. */
+typedef int (*eng_ld_lookup_fn)(const void *file, const eng_ld_slot *s,
+                                char *name, size_t namelen, eng_ld_src *src,
+                                char *err, size_t errlen);
+
+/* Binds every tensor model m needs under its config (embeddings, the final
+ * norm, the LM head unless tied, every layer's norms, projections and
+ * qkv_bias biases) to the tensor lookup finds in file, the vectors converted
+ * into a fresh m->owned. -ENOMEM, the first error of lookup, or -EINVAL with
+ * a message on a shape or dtype mismatch. */
+int eng_ld_bind_all(eng_model *m, eng_ld_lookup_fn lookup, const void *file,
+                    char *err, size_t errlen);
+
+/* Values per block of dt (1 for unquantized types): a row of a quantized
+ * matrix must be whole blocks. */
+int eng_ld_block_elems(eng_dtype dt);
 
 /* Refuses sizes no real model has (-EINVAL with a message). */
 int eng_ld_check_limits(const eng_config *c, char *err, size_t errlen);

@@ -50,7 +50,9 @@ typedef struct gg_tensor {
 } gg_tensor;
 
 typedef struct gg_file {
-    const gguf_meta *meta;
+    void *map;              /* the whole file, until a model takes it */
+    size_t len;
+    gguf_meta *meta;
     gg_tensor *t;
     uint64_t n;
 } gg_file;
@@ -67,17 +69,6 @@ static int gg_dtype(uint32_t type, eng_dtype *ret)
     case 14: *ret = ENG_DT_Q6_K; return 0;
     case 30: *ret = ENG_DT_BF16; return 0;
     default: return -EINVAL;
-    }
-}
-
-static int gg_block_elems(eng_dtype dt)
-{
-    switch (dt) {
-    case ENG_DT_Q8_0:
-    case ENG_DT_Q4_0: return 32;
-    case ENG_DT_Q4_K:
-    case ENG_DT_Q6_K: return 256;
-    default: return 1;
     }
 }
 
@@ -133,7 +124,7 @@ static size_t tensor_bytes(const gg_tensor *t)
     eng_dtype dt;
     size_t rows = 1;
 
-    if (gg_dtype(t->type, &dt) || t->ne[0] % gg_block_elems(dt))
+    if (gg_dtype(t->type, &dt) || t->ne[0] % eng_ld_block_elems(dt))
         return 0;
     for (int d = 1; d < GG_MAX_DIMS; d++)
         rows *= (size_t)t->ne[d];
@@ -355,46 +346,28 @@ static void slot_name(const eng_ld_slot *s, char *buf, size_t len)
         snprintf(buf, len, "blk.%d.%s", s->layer, names[s->kind]);
 }
 
-static int bind_all(eng_model *m, const gg_file *f, char *err, size_t errlen)
+/* eng_ld_lookup_fn over a gg_file: dims reversed into PyTorch order. */
+static int lookup(const void *file, const eng_ld_slot *s, char *name,
+                  size_t namelen, eng_ld_src *src, char *err, size_t errlen)
 {
-    int n = eng_ld_slot_count(&m->cfg), rc;
-    eng_ld_slot *slots = calloc((size_t)n, sizeof(*slots));
-    float *vec;
+    const gg_tensor *t;
 
-    if (!slots)
-        return -ENOMEM;
-    n = eng_ld_slots(m, slots);
-    if ((rc = eng_ld_alloc_vectors(m, slots, n)))
-        goto out;
-    vec = m->owned;
-    for (int i = 0; i < n; i++) {
-        char name[64];
-        const gg_tensor *t;
-        eng_ld_src src = { .name = name };
-
-        slot_name(&slots[i], name, sizeof name);
-        if (!(t = find(f, name))) {
-            eng_ld_err(err, errlen, "GGUF: tensor %s missing", name);
-            rc = -EINVAL;
-            goto out;
-        }
-        if (!t->data) {
-            eng_ld_err(err, errlen, "GGUF: tensor %s has unsupported ggml "
-                       "type %u", name, t->type);
-            rc = -EINVAL;
-            goto out;
-        }
-        gg_dtype(t->type, &src.dtype);
-        src.ndim = (int)t->n_dims;
-        for (uint32_t d = 0; d < t->n_dims; d++)
-            src.dims[d] = t->ne[t->n_dims - 1 - d];
-        src.data = t->data;
-        if ((rc = eng_ld_bind(&slots[i], &src, &vec, err, errlen)))
-            goto out;
+    slot_name(s, name, namelen);
+    if (!(t = find(file, name))) {
+        eng_ld_err(err, errlen, "GGUF: tensor %s missing", name);
+        return -EINVAL;
     }
-out:
-    free(slots);
-    return rc;
+    if (!t->data) {
+        eng_ld_err(err, errlen, "GGUF: tensor %s has unsupported ggml "
+                   "type %u", name, t->type);
+        return -EINVAL;
+    }
+    gg_dtype(t->type, &src->dtype);
+    src->ndim = (int)t->n_dims;
+    for (uint32_t d = 0; d < t->n_dims; d++)
+        src->dims[d] = t->ne[t->n_dims - 1 - d];
+    src->data = t->data;
+    return 0;
 }
 
 /* Llama 3 scaling: inv_freq[i] /= rope_freqs[i] (llama.cpp's freq_factors). */
@@ -454,31 +427,43 @@ out:
     return rc;
 }
 
+/* Maps path and reads its metadata, tensor infos and config into f and c.
+ * gg_close() releases what it got, on failure too. */
+static int gg_open(const char *path, gg_file *f, eng_config *c, char *err,
+                   size_t errlen)
+{
+    int rc;
+
+    if ((rc = map_file(path, &f->map, &f->len, err, errlen)) ||
+        (rc = gguf_meta_parse(f->map, f->len, &f->meta, err, errlen)) ||
+        (rc = read_infos(f, err, errlen)))
+        return rc;
+    return gguf_config(f, c, err, errlen);
+}
+
+static void gg_close(gg_file *f)
+{
+    if (f->map)
+        munmap(f->map, f->len);
+    free(f->t);
+    gguf_meta_free(f->meta);
+}
+
 int eng_model_load_gguf(const char *path, eng_model **ret_model, char *err,
                         size_t errlen)
 {
-    gguf_meta *meta = NULL;
     gg_file f = { 0 };
     eng_model *m = NULL;
     eng_config cfg;
-    void *map = NULL;
-    size_t len = 0;
     int rc;
 
-    if ((rc = map_file(path, &map, &len, err, errlen)))
-        return rc;
-    if ((rc = gguf_meta_parse(map, len, &meta, err, errlen)))
+    if ((rc = gg_open(path, &f, &cfg, err, errlen)) ||
+        (rc = eng_model_alloc(&cfg, &m)))
         goto out;
-    f.meta = meta;
-    if ((rc = read_infos(&f, err, errlen)) ||
-        (rc = gguf_config(&f, &cfg, err, errlen)))
-        goto out;
-    if ((rc = eng_model_alloc(&cfg, &m)))
-        goto out;
-    m->map = map; /* the model owns the mapping from here on */
-    m->map_len = len;
-    map = NULL;
-    if ((rc = bind_all(m, &f, err, errlen)) ||
+    m->map = f.map; /* the model owns the mapping from here on */
+    m->map_len = f.len;
+    f.map = NULL;
+    if ((rc = eng_ld_bind_all(m, lookup, &f, err, errlen)) ||
         (rc = eng_ld_finish(m, err, errlen)) ||
         (rc = apply_rope_freqs(m, &f, err, errlen)))
         goto out;
@@ -486,10 +471,7 @@ int eng_model_load_gguf(const char *path, eng_model **ret_model, char *err,
     m = NULL;
 out:
     eng_model_unref(m);
-    if (map)
-        munmap(map, len);
-    free(f.t);
-    gguf_meta_free(meta);
+    gg_close(&f);
     return rc;
 }
 
@@ -502,35 +484,23 @@ int eng_ld_gguf_probe(const char *path, eng_config *ret, char *dtype,
         {10, "Q2_K"}, {11, "Q3_K"}, {12, "Q4_K"}, {13, "Q5_K"}, {14, "Q6_K"},
         {30, "BF16"},
     };
-    gguf_meta *meta = NULL;
     gg_file f = { 0 };
     const gg_tensor *q;
     gguf_str s;
-    void *map = NULL;
-    size_t len = 0;
     int rc;
 
     *ret_chat_template = NULL;
-    if ((rc = map_file(path, &map, &len, err, errlen)))
-        return rc;
-    if ((rc = gguf_meta_parse(map, len, &meta, err, errlen)))
-        goto out;
-    f.meta = meta;
-    if ((rc = read_infos(&f, err, errlen)) ||
-        (rc = gguf_config(&f, ret, err, errlen)))
+    if ((rc = gg_open(path, &f, ret, err, errlen)))
         goto out;
     snprintf(dtype, dlen, "?");
     if ((q = find(&f, "blk.0.attn_q.weight")))
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
             if (names[i].type == q->type)
                 snprintf(dtype, dlen, "%s", names[i].name);
-    if (!gguf_meta_get_str(meta, "tokenizer.chat_template", &s) &&
+    if (!gguf_meta_get_str(f.meta, "tokenizer.chat_template", &s) &&
         !(*ret_chat_template = gguf_str_dup(s)))
         rc = -ENOMEM;
 out:
-    if (map)
-        munmap(map, len);
-    free(f.t);
-    gguf_meta_free(meta);
+    gg_close(&f);
     return rc;
 }

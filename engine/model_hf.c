@@ -408,48 +408,29 @@ static void slot_name(const eng_ld_slot *s, char *buf, size_t len)
         snprintf(buf, len, "model.layers.%d.%s", s->layer, names[s->kind]);
 }
 
-static int bind_all(eng_model *m, const hf_shards *sh, char *err,
-                    size_t errlen)
+/* eng_ld_lookup_fn over the shards of a folder. */
+static int lookup(const void *file, const eng_ld_slot *s, char *name,
+                  size_t namelen, eng_ld_src *src, char *err, size_t errlen)
 {
-    int n = eng_ld_slot_count(&m->cfg), rc;
-    eng_ld_slot *slots = calloc((size_t)n, sizeof(*slots));
-    float *vec;
+    const eng_st_tensor *t;
 
-    if (!slots)
-        return -ENOMEM;
-    n = eng_ld_slots(m, slots);
-    if ((rc = eng_ld_alloc_vectors(m, slots, n)))
-        goto out;
-    vec = m->owned;
-    for (int i = 0; i < n; i++) {
-        char name[96];
-        const eng_st_tensor *t;
-        eng_ld_src src = { .name = name };
-
-        slot_name(&slots[i], name, sizeof name);
-        if (!(t = shards_find(sh, name))) {
-            eng_ld_err(err, errlen, "safetensors: tensor %s missing%s", name,
-                       slots[i].kind == ENG_W_LM_HEAD
-                           ? " (and tie_word_embeddings is false)" : "");
-            rc = -EINVAL;
-            goto out;
-        }
-        if (!t->known || t->ndim > 4) {
-            eng_ld_err(err, errlen, "safetensors: tensor %s has dtype %s "
-                       "(F32, F16, BF16 supported)", name, t->dtype_name);
-            rc = -EINVAL;
-            goto out;
-        }
-        src.dtype = t->dtype;
-        src.ndim = t->ndim;
-        memcpy(src.dims, t->shape, (size_t)t->ndim * sizeof(src.dims[0]));
-        src.data = t->data;
-        if ((rc = eng_ld_bind(&slots[i], &src, &vec, err, errlen)))
-            goto out;
+    slot_name(s, name, namelen);
+    if (!(t = shards_find(file, name))) {
+        eng_ld_err(err, errlen, "safetensors: tensor %s missing%s", name,
+                   s->kind == ENG_W_LM_HEAD
+                       ? " (and tie_word_embeddings is false)" : "");
+        return -EINVAL;
     }
-out:
-    free(slots);
-    return rc;
+    if (!t->known || t->ndim > 4) {
+        eng_ld_err(err, errlen, "safetensors: tensor %s has dtype %s "
+                   "(F32, F16, BF16 supported)", name, t->dtype_name);
+        return -EINVAL;
+    }
+    src->dtype = t->dtype;
+    src->ndim = t->ndim;
+    memcpy(src->dims, t->shape, (size_t)t->ndim * sizeof(src->dims[0]));
+    src->data = t->data;
+    return 0;
 }
 
 int eng_model_load_hf(const char *dir, eng_model **ret_model, char *err,
@@ -467,7 +448,7 @@ int eng_model_load_hf(const char *dir, eng_model **ret_model, char *err,
         (rc = map_shards(dir, &sh, err, errlen)) ||
         (rc = eng_model_alloc(&cfg, &m)))
         goto out;
-    if ((rc = bind_all(m, &sh, err, errlen)) ||
+    if ((rc = eng_ld_bind_all(m, lookup, &sh, err, errlen)) ||
         (rc = eng_ld_finish(m, err, errlen)))
         goto out;
     m->map = sh.region; /* the model owns every shard's mapping now */

@@ -32,7 +32,7 @@ void eng_ld_err(char *err, size_t errlen, const char *fmt, ...)
 /* ------------------------------------------------------------------------ */
 /* Slots                                                                     */
 
-int eng_ld_slot_count(const eng_config *c)
+static int slot_count(const eng_config *c)
 {
     int per_layer = 9 + (c->qkv_bias ? 3 : 0);
 
@@ -52,7 +52,9 @@ static void put(eng_ld_slot **p, eng_w_kind k, int layer, eng_tensor *dst,
     s->vector = rows == 1;
 }
 
-int eng_ld_slots(eng_model *m, eng_ld_slot *slots)
+/* Fills slots[] (capacity slot_count(cfg)) for the tensors model m needs
+ * under its config. Returns the number of slots. */
+static int fill_slots(eng_model *m, eng_ld_slot *slots)
 {
     const eng_config *c = &m->cfg;
     int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
@@ -83,7 +85,8 @@ int eng_ld_slots(eng_model *m, eng_ld_slot *slots)
     return (int)(p - slots);
 }
 
-int eng_ld_alloc_vectors(eng_model *m, const eng_ld_slot *slots, int n)
+/* Allocates m->owned for every vector slot (fp32). -ENOMEM. */
+static int alloc_vectors(eng_model *m, const eng_ld_slot *slots, int n)
 {
     size_t floats = 0;
 
@@ -106,7 +109,7 @@ static const char *dtype_name(eng_dtype dt)
     return (unsigned)dt < sizeof(names) / sizeof(names[0]) ? names[dt] : "?";
 }
 
-static int block_elems(eng_dtype dt)
+int eng_ld_block_elems(eng_dtype dt)
 {
     switch (dt) {
     case ENG_DT_Q8_0:
@@ -132,8 +135,12 @@ static int src_shape(const eng_ld_src *src, int64_t *ret_rows,
     return 0;
 }
 
-int eng_ld_bind(const eng_ld_slot *s, const eng_ld_src *src,
-                float **vec_cursor, char *err, size_t errlen)
+/* Binds slot s to src: checks the shape (a vector may be stored as [n] or
+ * [1, n]), points s->dst at src->data for matrices, or converts a vector into
+ * *vec_cursor (advancing it) for vectors. -EINVAL with a message on a shape
+ * or dtype mismatch. */
+static int bind_slot(const eng_ld_slot *s, const eng_ld_src *src,
+                     float **vec_cursor, char *err, size_t errlen)
 {
     int64_t rows, cols;
 
@@ -159,7 +166,7 @@ int eng_ld_bind(const eng_ld_slot *s, const eng_ld_src *src,
         *vec_cursor += s->cols;
         return 0;
     }
-    if (s->cols % block_elems(src->dtype)) {
+    if (s->cols % eng_ld_block_elems(src->dtype)) {
         eng_ld_err(err, errlen, "tensor %s: %s rows of %d values are not "
                    "whole blocks", src->name, dtype_name(src->dtype), s->cols);
         return -EINVAL;
@@ -173,6 +180,33 @@ int eng_ld_bind(const eng_ld_slot *s, const eng_ld_src *src,
     }
     *s->dst = (eng_tensor){ src->dtype, s->rows, s->cols, (void *)src->data };
     return 0;
+}
+
+int eng_ld_bind_all(eng_model *m, eng_ld_lookup_fn lookup, const void *file,
+                    char *err, size_t errlen)
+{
+    int n = slot_count(&m->cfg), rc;
+    eng_ld_slot *slots = calloc((size_t)n, sizeof(*slots));
+    float *vec;
+
+    if (!slots)
+        return -ENOMEM;
+    n = fill_slots(m, slots);
+    if ((rc = alloc_vectors(m, slots, n)))
+        goto out;
+    vec = m->owned;
+    for (int i = 0; i < n; i++) {
+        char name[96];
+        eng_ld_src src = { .name = name };
+
+        if ((rc = lookup(file, &slots[i], name, sizeof name, &src, err,
+                         errlen)) ||
+            (rc = bind_slot(&slots[i], &src, &vec, err, errlen)))
+            goto out;
+    }
+out:
+    free(slots);
+    return rc;
 }
 
 int eng_ld_check_limits(const eng_config *c, char *err, size_t errlen)
