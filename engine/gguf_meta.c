@@ -296,9 +296,18 @@ const gguf_kv *gguf_meta_find(const gguf_meta *m, const char *key)
     return NULL;
 }
 
-/* Decodes a numeric scalar at p; *is_int tells integer from float. */
-static int decode_num(gguf_type t, const uint8_t *p, int64_t *iv,
-                      uint64_t *uv, double *fv, bool *is_int, bool *neg)
+/* A numeric value in every form the getters want; is_int tells integer
+ * from float, neg a negative integer. */
+typedef struct num {
+    gguf_type type;
+    int64_t iv;
+    uint64_t uv;
+    double fv;
+    bool is_int, neg;
+} num;
+
+/* Decodes a numeric scalar at p. */
+static int decode_num(gguf_type t, const uint8_t *p, num *n)
 {
     union { uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32;
             int32_t i32; float f32; uint64_t u64; int64_t i64; double f64; } u;
@@ -306,105 +315,108 @@ static int decode_num(gguf_type t, const uint8_t *p, int64_t *iv,
     if (!sz)
         return -EINVAL;
     memcpy(&u, p, sz);
-    *is_int = true;
-    *neg = false;
+    n->type = t;
+    n->is_int = true;
+    n->neg = false;
     switch (t) {
-    case GGUF_TYPE_UINT8: case GGUF_TYPE_BOOL: *uv = u.u8; break;
-    case GGUF_TYPE_UINT16: *uv = u.u16; break;
-    case GGUF_TYPE_UINT32: *uv = u.u32; break;
-    case GGUF_TYPE_UINT64: *uv = u.u64; break;
-    case GGUF_TYPE_INT8: *iv = u.i8; goto sgn;
-    case GGUF_TYPE_INT16: *iv = u.i16; goto sgn;
-    case GGUF_TYPE_INT32: *iv = u.i32; goto sgn;
-    case GGUF_TYPE_INT64: *iv = u.i64; goto sgn;
-    case GGUF_TYPE_FLOAT32: *fv = u.f32; *is_int = false; return 0;
-    case GGUF_TYPE_FLOAT64: *fv = u.f64; *is_int = false; return 0;
+    case GGUF_TYPE_UINT8: case GGUF_TYPE_BOOL: n->uv = u.u8; break;
+    case GGUF_TYPE_UINT16: n->uv = u.u16; break;
+    case GGUF_TYPE_UINT32: n->uv = u.u32; break;
+    case GGUF_TYPE_UINT64: n->uv = u.u64; break;
+    case GGUF_TYPE_INT8: n->iv = u.i8; goto sgn;
+    case GGUF_TYPE_INT16: n->iv = u.i16; goto sgn;
+    case GGUF_TYPE_INT32: n->iv = u.i32; goto sgn;
+    case GGUF_TYPE_INT64: n->iv = u.i64; goto sgn;
+    case GGUF_TYPE_FLOAT32: n->fv = u.f32; n->is_int = false; return 0;
+    case GGUF_TYPE_FLOAT64: n->fv = u.f64; n->is_int = false; return 0;
     default: return -EINVAL;
     }
-    *iv = (int64_t)*uv; /* the i64 getter refuses values above INT64_MAX */
-    *fv = (double)*uv;
+    n->iv = (int64_t)n->uv; /* the i64 getter refuses values above INT64_MAX */
+    n->fv = (double)n->uv;
     return 0;
 sgn:
-    *neg = *iv < 0;
-    *uv = (uint64_t)*iv;
-    *fv = (double)*iv;
+    n->neg = n->iv < 0;
+    n->uv = (uint64_t)n->iv;
+    n->fv = (double)n->iv;
     return 0;
 }
 
-static int get_scalar(const gguf_meta *m, const char *key,
-                      const gguf_kv **ret)
+/* The entry under key if it has type t: -ENOENT absent, -EINVAL other. */
+static int get_typed(const gguf_meta *m, const char *key, gguf_type t,
+                     const gguf_kv **ret)
+{
+    const gguf_kv *kv = gguf_meta_find(m, key);
+    if (!kv)
+        return -ENOENT;
+    if (kv->type != t)
+        return -EINVAL;
+    *ret = kv;
+    return 0;
+}
+
+/* The numeric scalar under key, decoded. */
+static int get_num(const gguf_meta *m, const char *key, num *ret)
 {
     const gguf_kv *kv = gguf_meta_find(m, key);
     if (!kv)
         return -ENOENT;
     if (!gguf_type_size(kv->type))
         return -EINVAL;
-    *ret = kv;
-    return 0;
+    return decode_num(kv->type, kv->data, ret);
 }
 
 int gguf_meta_get_u64(const gguf_meta *m, const char *key, uint64_t *ret)
 {
-    const gguf_kv *kv;
-    int rc = get_scalar(m, key, &kv);
+    num n;
+    int rc = get_num(m, key, &n);
     if (rc < 0)
         return rc;
-    int64_t iv; uint64_t uv; double fv; bool is_int, neg;
-    if (decode_num(kv->type, kv->data, &iv, &uv, &fv, &is_int, &neg) < 0 ||
-        !is_int || neg)
+    if (!n.is_int || n.neg)
         return -EINVAL;
-    *ret = uv;
+    *ret = n.uv;
     return 0;
 }
 
 int gguf_meta_get_i64(const gguf_meta *m, const char *key, int64_t *ret)
 {
-    const gguf_kv *kv;
-    int rc = get_scalar(m, key, &kv);
+    num n;
+    int rc = get_num(m, key, &n);
     if (rc < 0)
         return rc;
-    int64_t iv; uint64_t uv; double fv; bool is_int, neg;
-    if (decode_num(kv->type, kv->data, &iv, &uv, &fv, &is_int, &neg) < 0 ||
-        !is_int)
+    if (!n.is_int || (!n.neg && n.uv > INT64_MAX))
         return -EINVAL;
-    if (!neg && uv > INT64_MAX)
-        return -EINVAL;
-    *ret = iv;
+    *ret = n.iv;
     return 0;
 }
 
 int gguf_meta_get_f64(const gguf_meta *m, const char *key, double *ret)
 {
-    const gguf_kv *kv;
-    int rc = get_scalar(m, key, &kv);
+    num n;
+    int rc = get_num(m, key, &n);
     if (rc < 0)
         return rc;
-    int64_t iv; uint64_t uv; double fv; bool is_int, neg;
-    if (kv->type == GGUF_TYPE_BOOL ||
-        decode_num(kv->type, kv->data, &iv, &uv, &fv, &is_int, &neg) < 0)
+    if (n.type == GGUF_TYPE_BOOL)
         return -EINVAL;
-    *ret = fv;
+    *ret = n.fv;
     return 0;
 }
 
 int gguf_meta_get_bool(const gguf_meta *m, const char *key, bool *ret)
 {
-    const gguf_kv *kv = gguf_meta_find(m, key);
-    if (!kv)
-        return -ENOENT;
-    if (kv->type != GGUF_TYPE_BOOL)
-        return -EINVAL;
+    const gguf_kv *kv;
+    int rc = get_typed(m, key, GGUF_TYPE_BOOL, &kv);
+    if (rc < 0)
+        return rc;
     *ret = kv->data[0] != 0;
     return 0;
 }
 
 int gguf_meta_get_str(const gguf_meta *m, const char *key, gguf_str *ret)
 {
-    const gguf_kv *kv = gguf_meta_find(m, key);
-    if (!kv)
-        return -ENOENT;
-    if (kv->type != GGUF_TYPE_STRING)
-        return -EINVAL;
+    const gguf_kv *kv;
+    int rc = get_typed(m, key, GGUF_TYPE_STRING, &kv);
+    if (rc < 0)
+        return rc;
     uint64_t len;
     memcpy(&len, kv->data, 8);
     ret->ptr = (const char *)kv->data + 8;
@@ -415,43 +427,44 @@ int gguf_meta_get_str(const gguf_meta *m, const char *key, gguf_str *ret)
 int gguf_meta_get_arr(const gguf_meta *m, const char *key, gguf_type elem_type,
                       const gguf_kv **ret_kv)
 {
-    const gguf_kv *kv = gguf_meta_find(m, key);
-    if (!kv)
-        return -ENOENT;
-    if (kv->type != GGUF_TYPE_ARRAY ||
-        (elem_type != GGUF_TYPE_COUNT && kv->arr_type != elem_type))
+    const gguf_kv *kv;
+    int rc = get_typed(m, key, GGUF_TYPE_ARRAY, &kv);
+    if (rc < 0)
+        return rc;
+    if (elem_type != GGUF_TYPE_COUNT && kv->arr_type != elem_type)
         return -EINVAL;
     *ret_kv = kv;
     return 0;
 }
 
-double gguf_arr_f64(const gguf_kv *kv, uint64_t i)
+/* Element i of a numeric array, decoded. */
+static int arr_num(const gguf_kv *kv, uint64_t i, num *ret)
 {
     assert(kv->type == GGUF_TYPE_ARRAY && i < kv->n);
     size_t sz = gguf_type_size(kv->arr_type);
     assert(sz);
-    int64_t iv; uint64_t uv; double fv; bool is_int, neg;
-    if (decode_num(kv->arr_type, kv->data + i * sz, &iv, &uv, &fv, &is_int,
-                   &neg) < 0)
+    return decode_num(kv->arr_type, kv->data + i * sz, ret);
+}
+
+double gguf_arr_f64(const gguf_kv *kv, uint64_t i)
+{
+    num n;
+    if (arr_num(kv, i, &n) < 0)
         return 0.0;
-    return fv;
+    return n.fv;
 }
 
 int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i)
 {
-    assert(kv->type == GGUF_TYPE_ARRAY && i < kv->n);
-    size_t sz = gguf_type_size(kv->arr_type);
-    assert(sz);
-    int64_t iv; uint64_t uv; double fv; bool is_int, neg;
-    if (decode_num(kv->arr_type, kv->data + i * sz, &iv, &uv, &fv, &is_int,
-                   &neg) < 0)
+    num n;
+    if (arr_num(kv, i, &n) < 0)
         return 0;
-    if (is_int)
-        return iv;
+    if (n.is_int)
+        return n.iv;
     /* Casting NaN or a float out of range is undefined: saturate. */
-    if (!(fv > -9223372036854775808.0 && fv < 9223372036854775808.0))
-        return fv > 0 ? INT64_MAX : fv < 0 ? INT64_MIN : 0;
-    return (int64_t)fv;
+    if (!(n.fv > -9223372036854775808.0 && n.fv < 9223372036854775808.0))
+        return n.fv > 0 ? INT64_MAX : n.fv < 0 ? INT64_MIN : 0;
+    return (int64_t)n.fv;
 }
 
 int gguf_arr_strings(const gguf_kv *kv, gguf_str *out)
