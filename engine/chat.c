@@ -11,13 +11,14 @@
  * Messages come either as role/content pairs or as a JSON array, which
  * carries the richer fields templates read (tool_calls, reasoning_content).
  */
+#include "chat_impl.h"
 #include "jinja.h"
-#include "tokenizer.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 void eng_chat_params_default(eng_chat_params *p)
 {
@@ -58,27 +59,6 @@ static int js_hex4(const char *p, uint32_t *ret)
     }
     *ret = v;
     return 0;
-}
-
-static size_t js_utf8(char *o, uint32_t cp)
-{
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | cp >> 12);
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | cp >> 18);
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 static int js_string(jsrc *s, jv *ret)
@@ -124,7 +104,8 @@ static int js_string(jsrc *s, jv *ret)
             } else if (cp >= 0xd800 && cp < 0xe000) {
                 return jctx_fail(s->c, "JSON: lone surrogate");
             }
-            k += js_utf8(o + k, cp);
+            k += (size_t)utf8proc_encode_char((utf8proc_int32_t)cp,
+                                              (utf8proc_uint8_t *)o + k);
             break;
         default:
             return jctx_fail(s->c, "JSON: bad escape");
@@ -422,9 +403,8 @@ int eng_chat_template_render(const char *tmpl, const eng_message *msgs, int n,
     return 0;
 }
 
-/* Token text for bos/eos: the piece as decoded, NULL when there is none. */
-static const char *token_text(const eng_tokenizer *t, int32_t id, char *buf,
-                              size_t cap)
+const char *eng_chat_token_text(const eng_tokenizer *t, int32_t id, char *buf,
+                                size_t cap)
 {
     const char *p;
     int k;
@@ -453,8 +433,8 @@ int eng_chat_render(const eng_tokenizer *t, const eng_message *msgs, int n,
     if (t && t->chat_template) {
         eng_chat_params_default(&p);
         p.add_generation_prompt = add_generation_prompt;
-        p.bos_token = token_text(t, t->bos_id, bos, sizeof(bos));
-        p.eos_token = token_text(t, t->eos_id, eos, sizeof(eos));
+        p.bos_token = eng_chat_token_text(t, t->bos_id, bos, sizeof(bos));
+        p.eos_token = eng_chat_token_text(t, t->eos_id, eos, sizeof(eos));
         rc = eng_chat_template_render(t->chat_template, msgs, n, &p, &out, why,
                                       sizeof(why));
         if (!rc) {

@@ -35,7 +35,7 @@
  * stories one) encodes them; generation stops on the stop string "<|end|>".
  * Loss covers each assistant {content}<|end|>.
  */
-#include "tokenizer.h"
+#include "chat_impl.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -352,23 +352,6 @@ int eng_example_from_record(const eng_tokenizer *t, const eng_record *rec,
 /* ------------------------------------------------------------------------ */
 /* Model chat templates                                                      */
 
-/* Text of token id as decoded into buf, or NULL when there is none. */
-static const char *special_text(const eng_tokenizer *t, int32_t id, char *buf,
-                                size_t cap)
-{
-    const char *p;
-    int k;
-
-    if (id < 0)
-        return NULL;
-    k = eng_tokenizer_piece(t, -1, id, &p);
-    if (k <= 0 || (size_t)k >= cap)
-        return NULL;
-    memcpy(buf, p, (size_t)k);
-    buf[k] = '\0';
-    return buf;
-}
-
 static int render_first(const eng_tokenizer *t, const char *tmpl,
                         const eng_record *rec, int n, bool add_gen,
                         char **ret, char *err, size_t errlen)
@@ -378,8 +361,8 @@ static int render_first(const eng_tokenizer *t, const char *tmpl,
 
     eng_chat_params_default(&p);
     p.add_generation_prompt = add_gen;
-    p.bos_token = special_text(t, t->bos_id, bos, sizeof bos);
-    p.eos_token = special_text(t, t->eos_id, eos, sizeof eos);
+    p.bos_token = eng_chat_token_text(t, t->bos_id, bos, sizeof bos);
+    p.eos_token = eng_chat_token_text(t, t->eos_id, eos, sizeof eos);
     return eng_chat_template_render(tmpl, rec->messages, n, &p, ret, err,
                                     errlen);
 }
@@ -467,7 +450,7 @@ int eng_example_from_chat_template(const eng_tokenizer *t, const char *tmpl,
             goto out;
         ns++;
     }
-    bt = special_text(t, t->bos_id, bos, sizeof bos);
+    bt = eng_chat_token_text(t, t->bos_id, bos, sizeof bos);
     eo.add_bos = t->add_bos_default && !(bt && starts_with(full, bt));
     rc = tokenize_masked_eo(t, full, strlen(full), eo, sp, ns, false, max_len,
                             ret);

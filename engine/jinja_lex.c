@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 typedef struct lexer {
     jctx *c;
@@ -126,27 +127,6 @@ static int hexval(char ch)
     return -1;
 }
 
-static size_t put_utf8(char *o, uint32_t cp)
-{
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | cp >> 12);
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | cp >> 18);
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /* Python string literal escapes; unknown escapes keep the backslash. */
 static int lex_string(lexer *L)
 {
@@ -188,7 +168,8 @@ static int lex_string(lexer *L)
             if (cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000))
                 return jctx_fail(L->c, "line %d: bad code point", line);
             i += (size_t)nd;
-            k += put_utf8(out + k, cp);
+            k += (size_t)utf8proc_encode_char((utf8proc_int32_t)cp,
+                                              (utf8proc_uint8_t *)out + k);
             continue;
         }
         switch (ch) {
