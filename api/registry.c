@@ -73,6 +73,7 @@ struct api_registry {
     adapter_entry *adapters;
     int n_adapters, cap_adapters;
     size_t adapter_budget, adapter_bytes;
+    int weights;                  /* API_WEIGHTS_* */
     uint64_t clock;
     lora_entry *loras;
     int n_loras;
@@ -308,14 +309,27 @@ void api_registry_free(api_registry *r)
     free(r);
 }
 
-/* Loads a models_dir entry's weights and tokenizer (no lock held). */
-static int load_files(const char *path, bool gguf, eng_model **ret_m,
-                      eng_tokenizer **ret_t, char *err, size_t errlen)
+/* Loads a models_dir entry's weights and tokenizer (no lock held), the
+ * weights moved into memory as the weights mode says. */
+static int load_files(const char *path, bool gguf, int weights,
+                      eng_model **ret_m, eng_tokenizer **ret_t, char *err,
+                      size_t errlen)
 {
     eng_model *m = NULL;
     eng_tokenizer *t = NULL;
     int rc = gguf ? eng_model_load_gguf(path, &m, err, errlen)
                   : eng_model_load_hf(path, &m, err, errlen);
+    if (rc == 0 && weights != API_WEIGHTS_MMAP) {
+        size_t avail = eng_mem_available();
+
+        rc = eng_model_pin(m, weights == API_WEIGHTS_MEMORY ? SIZE_MAX
+                              : avail == SIZE_MAX ? avail : avail / 2);
+        if (rc < 0)
+            snprintf(err, errlen, "out of memory copying the weights "
+                     "(--weights mmap keeps them mapped)");
+        else
+            rc = 0;
+    }
     if (rc == 0)
         rc = gguf ? eng_tokenizer_load_gguf(path, &t, err, errlen)
                   : eng_tokenizer_load_hf(path, &t, err, errlen);
@@ -351,7 +365,7 @@ int api_registry_get_base_err(api_registry *r, const char *name,
 {
     char path[2048], e2[256] = "";
     bool gguf = false;
-    int rc = 0;
+    int rc = 0, weights;
     if (!r || !name)
         return -ENOENT;
     pthread_mutex_lock(&r->mu);
@@ -360,6 +374,7 @@ int api_registry_get_base_err(api_registry *r, const char *name,
         pthread_mutex_unlock(&r->mu);
         return 0;
     }
+    weights = r->weights;
     if (!b) {
         rc = -ENOENT;
     } else if (!b->e.ok) {
@@ -375,7 +390,7 @@ int api_registry_get_base_err(api_registry *r, const char *name,
 
     eng_model *m = NULL;
     eng_tokenizer *t = NULL;
-    rc = load_files(path, gguf, &m, &t, e2, sizeof(e2));
+    rc = load_files(path, gguf, weights, &m, &t, e2, sizeof(e2));
     pthread_mutex_lock(&r->mu);
     b = find_base(r, name);
     if (rc == 0 && b && !b->m) {
@@ -598,6 +613,13 @@ void api_registry_forget_adapter(api_registry *r, const char *dir)
     for (int i = 0; i < r->n_adapters; i++)
         if (strcmp(r->adapters[i].dir, dir) == 0)
             drop_adapter(r, i--); /* holders keep theirs */
+    pthread_mutex_unlock(&r->mu);
+}
+
+void api_registry_set_weights(api_registry *r, int mode)
+{
+    pthread_mutex_lock(&r->mu);
+    r->weights = mode;
     pthread_mutex_unlock(&r->mu);
 }
 

@@ -66,6 +66,62 @@ void eng_advise_weights(void *map, size_t len)
 #endif
 }
 
+size_t eng_mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+
+    if (!f)
+        return SIZE_MAX;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb ? (size_t)kb * 1024 : SIZE_MAX;
+}
+
+/* t's data moved by delta when it lies in [lo, lo + len). */
+static void relocate(eng_tensor *t, const char *lo, size_t len, ptrdiff_t delta)
+{
+    const char *p = t->data;
+
+    if (p && p >= lo && p < lo + len)
+        t->data = (char *)t->data + delta;
+}
+
+int eng_model_pin(eng_model *m, size_t max_bytes)
+{
+    char *copy;
+    ptrdiff_t delta;
+
+    /* every tensor a layer has is relocated below */
+    _Static_assert(sizeof(eng_layer) == 12 * sizeof(eng_tensor),
+                   "eng_model_pin: relocate eng_layer's new tensor");
+    if (!m || !m->map || m->map_len > max_bytes)
+        return 0;
+    if (!(copy = eng_alloc_weights(m->map_len)))
+        return -ENOMEM;
+    memcpy(copy, m->map, m->map_len);
+    delta = copy - (char *)m->map;
+    relocate(&m->tok_emb, m->map, m->map_len, delta);
+    relocate(&m->final_norm, m->map, m->map_len, delta);
+    relocate(&m->lm_head, m->map, m->map_len, delta);
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        eng_layer *l = &m->layers[i];
+        eng_tensor *all[] = { &l->attn_norm, &l->wq, &l->wk, &l->wv, &l->wo,
+                              &l->bq, &l->bk, &l->bv, &l->ffn_norm,
+                              &l->w_gate, &l->w_up, &l->w_down };
+
+        for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
+            relocate(all[k], m->map, m->map_len, delta);
+    }
+    munmap(m->map, m->map_len);
+    m->map = NULL;
+    m->pinned = copy;
+    return 1;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Shapes                                                                    */
 
@@ -162,6 +218,7 @@ void eng_model_unref(eng_model *m)
         return;
     if (m->map)
         munmap(m->map, m->map_len);
+    free(m->pinned);
     free(m->owned);
     free(m->layers);
     free(m->rope_inv_freq);

@@ -33,6 +33,7 @@ struct eng_model {
     float *rope_inv_freq;           /* [head_dim/2], scaling applied */
     void *map;                      /* mmap'd file, or NULL */
     size_t map_len;
+    void *pinned;                   /* the mapping's copy (eng_model_pin) */
     void *owned;                    /* one malloc block of owned weights, or NULL */
     int64_t n_params;
 };

@@ -92,6 +92,11 @@ void srv_usage_serve(FILE *f)
         "(default: what training leaves, 1 to 4)\n"
         "  --train-yield-ms N   longest a training step waits while "
         "requests run (default 1000)\n"
+        "  --weights MODE       where a --models-dir base's weights live: "
+        "auto (copied into\n"
+        "                       memory when they fit in half of it: faster "
+        "decode), memory,\n"
+        "                       or mmap (default auto)\n"
         "  --adapter-cache-bytes N  memory for resident LoRA adapters, "
         "least recently used evicted (default 1G)\n"
         "  --lora-dirs LIST     colon-separated folders "
@@ -208,6 +213,7 @@ const srv_option srv_config_options[] = {
     {"gen-threads", false, "(derived)"},
     {"train-yield-ms", false, "1000"},
     {"adapter-cache-bytes", false, "1G"},
+    {"weights", false, "auto"},
     {"lora-dirs", false, "(none)"},
     {NULL, false, NULL},
 };
@@ -261,6 +267,16 @@ static int set_flag(srv_config *c, const char *name, const char *val)
         return parse_int(val, 1, 3600000, &c->train_yield_ms);
     else if (!strcmp(name, "lora-dirs"))
         c->lora_dirs = *val ? val : NULL;
+    else if (!strcmp(name, "weights")) {
+        if (!strcmp(val, "auto"))
+            c->weights = API_WEIGHTS_AUTO;
+        else if (!strcmp(val, "memory"))
+            c->weights = API_WEIGHTS_MEMORY;
+        else if (!strcmp(val, "mmap"))
+            c->weights = API_WEIGHTS_MMAP;
+        else
+            return -EINVAL;
+    }
     else if (!strcmp(name, "adapter-cache-bytes")) {
         if (parse_size(val, (unsigned long long)SIZE_MAX / 2, &u) < 0)
             return -EINVAL;

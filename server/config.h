@@ -44,6 +44,7 @@ typedef struct srv_config {
     size_t adapter_cache_bytes; /* resident adapters' budget (LRU) */
     const char *lora_dirs;     /* extra folders load_lora_adapter may read */
     int train_yield_ms;        /* longest a training step waits for requests */
+    int weights;               /* API_WEIGHTS_*: where loaded bases live */
     /* derived by srv_config_finish() */
     int train_threads;         /* engine threads of each training worker */
     int gen_threads;           /* engine threads of each /generate request */

@@ -196,6 +196,15 @@ static int load_model(const char *path, const char *tok_path,
                 err[0] ? err : strerror(-rc));
         return rc;
     }
+    /* decode streams every weight per token: huge pages of our own when
+     * they fit in half of the free memory (tunad serve's --weights auto) */
+    {
+        size_t avail = eng_mem_available();
+
+        if (eng_model_pin(m, avail == SIZE_MAX ? avail : avail / 2) < 0)
+            fprintf(stderr, "tunad: weights stay memory-mapped (out of "
+                    "memory copying them)\n");
+    }
     if (tok_path)
         snprintf(tok_file, sizeof(tok_file), "%s", tok_path);
     if (!tok_file[0]) {

@@ -414,6 +414,7 @@ static int start(daemon_state *d)
         return e;
     }
     api_registry_set_adapter_budget(d->models, c->adapter_cache_bytes);
+    api_registry_set_weights(d->models, c->weights);
     srv_sched_params sp = {
         .threads = c->gen_threads, .yield_max_ms = c->train_yield_ms,
     };

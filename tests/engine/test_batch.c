@@ -377,6 +377,59 @@ static void test_errors(eng_model *m)
     eng_batch_free(b);
 }
 
+/* ---- pinned weights ---------------------------------------------------- */
+
+/* Last-row logits of a short prompt (a batch of one). */
+static void prompt_logits(eng_model *m, float *out)
+{
+    int32_t ids[5] = { 1, 403, 407, 261, 378 };
+    eng_batch *b = NULL;
+    eng_session *s = NULL;
+
+    CHECK(eng_batch_new(m, 1, &b) == 0 && eng_session_new(m, 16, 1, &s) == 0);
+    if (b && s) {
+        eng_batch_item it = { s, ids, 5 };
+
+        CHECK(eng_batch_eval(b, &it, 1) == 0);
+        memcpy(out, eng_session_logits(s),
+               (size_t)eng_model_config(m)->vocab_size * sizeof(float));
+    }
+    eng_session_free(s);
+    eng_batch_free(b);
+}
+
+/* eng_model_pin: the weights leave the file mapping for memory of their
+ * own, nothing else changes (logits to the bit), and only once. */
+static void test_pin(const char *path)
+{
+    eng_model *m = NULL;
+    char err[256] = "";
+    float *before, *after;
+    int V;
+
+    if (eng_model_load_llama2c(path, &m, err, sizeof(err))) {
+        CHECK(!"stories260K loads");
+        return;
+    }
+    V = eng_model_config(m)->vocab_size;
+    before = calloc((size_t)V, sizeof(float));
+    after = calloc((size_t)V, sizeof(float));
+    prompt_logits(m, before);
+    CHECK(m->map != NULL && m->pinned == NULL);
+    CHECK(eng_model_pin(m, 1000) == 0); /* larger than max_bytes: stays */
+    CHECK(m->map != NULL);
+    CHECK(eng_model_pin(m, SIZE_MAX) == 1);
+    CHECK(m->map == NULL && m->pinned != NULL);
+    CHECK(m->tok_emb.data >= m->pinned &&
+          (char *)m->layers[0].wq.data > (char *)m->pinned);
+    CHECK(eng_model_pin(m, SIZE_MAX) == 0); /* nothing mapped any more */
+    prompt_logits(m, after);
+    CHECK(!memcmp(before, after, (size_t)V * sizeof(float)));
+    free(before);
+    free(after);
+    eng_model_unref(m);
+}
+
 int main(void)
 {
     const char *root = getenv("TUNA_SOURCE_ROOT");
@@ -392,6 +445,7 @@ int main(void)
         return 1;
     }
     test_errors(model);
+    test_pin(path);
     test_alone_vs_batched(model, "stories260K");
     /* 16-lane rows, GQA, a hidden size with a tail, half RoPE, biases */
     c.dim = 128, c.hidden_dim = 344, c.n_layers = 3, c.n_heads = 4;
