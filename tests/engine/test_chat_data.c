@@ -13,21 +13,11 @@
  *    template's example.
  */
 #include "engine/engine.h"
+#include "tests/engine/test_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(c)                                                        \
-    do {                                                                \
-        if (!(c)) {                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,      \
-                    __LINE__, #c);                                      \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
 
 static const eng_message MSGS[] = {
     { "system", "Be brief." },
@@ -65,9 +55,7 @@ static void check(const char *dir, const char *want_masked,
 {
     char path[512], err[256] = "";
     eng_tokenizer *t = NULL;
-    const char *root = getenv("TUNA_SOURCE_ROOT");
-    snprintf(path, sizeof path, "%s/tests/data/tokenizers/%s",
-             root ? root : ".", dir);
+    test_path(path, sizeof path, "tests/data/tokenizers/%s", dir);
     if (eng_tokenizer_load_hf(path, &t, err, sizeof err)) {
         fprintf(stderr, "%s: %s\n", dir, err);
         failures++;
@@ -109,10 +97,5 @@ int main(void)
      * Hugging Face's (legacy) Llama tokenizer does: "</s>" "▁\n" */
     check("tinyllama-1.1b-chat-v1.0", "Hello there</s> \n|Purple.</s> \n|",
           "<|system|>\nBe brief.</s>");
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("chat_data: all passed\n");
-    return 0;
+    return test_done("chat_data");
 }

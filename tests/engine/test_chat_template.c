@@ -18,6 +18,7 @@
  */
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
+#include "tests/engine/test_util.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -25,41 +26,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-#define CHECK(c)                                                             \
-    do {                                                                     \
-        if (!(c)) {                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-                    #c);                                                     \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
-
 static char data_dir[1024];
 
 static char *slurp(const char *dir, const char *name)
 {
     char path[2048];
-    FILE *f;
-    long n;
-    char *s;
 
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    rewind(f);
-    s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s)
-        s[n] = '\0';
-    fclose(f);
-    return s;
+    return test_slurp(path, NULL);
 }
 
 /* Renders src with the JSON messages, returns malloc'd text or NULL. */
@@ -528,10 +502,7 @@ static void test_families(void)
 
 int main(void)
 {
-    const char *root = getenv("TUNA_SOURCE_ROOT");
-
-    snprintf(data_dir, sizeof(data_dir), "%s/tests/data/chat_templates",
-             root ? root : ".");
+    test_path(data_dir, sizeof(data_dir), "tests/data/chat_templates");
     test_reference_cases();
     test_render_tokenizer("tinyllama-1.1b-chat-v1.0",
                           "zephyr-tinyllama-sua-gen.txt");
@@ -544,10 +515,5 @@ int main(void)
     test_errors();
     test_fuzz();
     test_families();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("all chat template checks passed\n");
-    return 0;
+    return test_done("chat_template");
 }

@@ -12,6 +12,7 @@
  */
 #include "engine/batch.h"
 #include "engine/constrain.h"
+#include "tests/engine/test_util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -19,16 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-#define CHECK(c)                                                             \
-    do {                                                                     \
-        if (!(c)) {                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-                    #c);                                                     \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
 
 static const char SCHEMA[] =
     "{\"type\":\"object\",\"properties\":{"
@@ -333,24 +324,12 @@ static void test_seeds(eng_model *m, eng_tokenizer *t, const char *schema,
 
 int main(void)
 {
-    const char *root = getenv("TUNA_SOURCE_ROOT");
-    char path[1024], err[256] = "";
     eng_model *m = NULL;
     eng_tokenizer *t = NULL;
 
     eng_set_threads(1);
-    snprintf(path, sizeof(path), "%s/models/stories260K/stories260K.bin",
-             root ? root : ".");
-    if (eng_model_load_llama2c(path, &m, err, sizeof(err))) {
-        fprintf(stderr, "%s\n", err);
+    if (load_stories260K(&m, &t))
         return 1;
-    }
-    snprintf(path, sizeof(path), "%s/models/stories260K/tok512.bin",
-             root ? root : ".");
-    if (eng_tokenizer_load_llama2c(path, 512, &t, err, sizeof(err))) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
     CHECK(eng_vocab_bytes_new(t, &vb) == 0);
     test_automaton();
     test_shorthand();
@@ -359,9 +338,5 @@ int main(void)
     eng_vocab_bytes_free(vb);
     eng_tokenizer_unref(t);
     eng_model_unref(m);
-    if (failures)
-        fprintf(stderr, "%d failure(s)\n", failures);
-    else
-        printf("constrain: ok\n");
-    return failures ? 1 : 0;
+    return test_done("constrain");
 }

@@ -5,21 +5,12 @@
  * and straddling), the default chat template, truncation and bad input.
  */
 #include "engine/engine.h"
+#include "tests/engine/test_util.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-#define CHECK(c)                                                             \
-    do {                                                                     \
-        if (!(c)) {                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-                    #c);                                                     \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
 
 static eng_tokenizer *tok;
 
@@ -154,22 +145,11 @@ static void test_chat(void)
 
 int main(void)
 {
-    const char *root = getenv("TUNA_SOURCE_ROOT");
-    char path[1024], err[256] = "";
-
-    snprintf(path, sizeof(path), "%s/models/stories260K/tok512.bin",
-             root ? root : ".");
-    if (eng_tokenizer_load_llama2c(path, 512, &tok, err, sizeof(err))) {
-        fprintf(stderr, "%s\n", err);
+    if (load_stories260K(NULL, &tok))
         return 1;
-    }
     test_completion();
     test_text_and_truncation();
     test_chat();
     eng_tokenizer_unref(tok);
-    if (failures)
-        fprintf(stderr, "%d failure(s)\n", failures);
-    else
-        printf("data: ok\n");
-    return failures ? 1 : 0;
+    return test_done("data");
 }

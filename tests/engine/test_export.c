@@ -20,6 +20,7 @@
 #include "engine/model.h"
 #include "engine/safetensors.h"
 #include "engine/session.h"
+#include "tests/engine/test_util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -28,17 +29,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(c)                                                        \
-    do {                                                                \
-        if (!(c)) {                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,      \
-                    __LINE__, #c);                                      \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
 
 static const int32_t TOKENS[] = { 1, 7, 33, 2, 60, 12, 5, 41, 19, 3 };
 #define N_TOK ((int)(sizeof TOKENS / sizeof TOKENS[0]))
@@ -86,14 +76,6 @@ static float *logits(eng_model *m, const eng_adapter *a)
     }
     eng_session_free(s);
     return out;
-}
-
-static double max_diff(const float *a, const float *b, size_t n)
-{
-    double d = 0;
-    for (size_t i = 0; i < n; i++)
-        d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
 }
 
 static void tmpdir(char *buf, size_t n, const char *tag)
@@ -321,10 +303,5 @@ int main(void)
         eng_adapter_unref(a);
         eng_model_unref(m);
     }
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("export: all passed\n");
-    return 0;
+    return test_done("export");
 }

@@ -10,6 +10,7 @@
  * more often than the base model does.
  */
 #include "engine/engine.h"
+#include "tests/engine/test_util.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -18,19 +19,6 @@
 
 #define N_HELD 40
 #define N_SAMPLES 24
-
-static int failures;
-#define CHECK(c, ...) do { if (!(c)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
-
-static char *path_join(const char *root, const char *rel)
-{
-    size_t n = strlen(root) + strlen(rel) + 2;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/%s", root, rel);
-    return p;
-}
 
 /* Reads examples/zog.jsonl into tokenized examples (the test's own tiny
  * JSONL reader: the engine itself never parses JSON requests). */
@@ -101,21 +89,12 @@ static bool no_abort(void *u) { (void)u; return false; }
 
 int main(void)
 {
-    const char *root = getenv("TUNA_SOURCE_ROOT");
-    if (!root)
-        root = ".";
-    char *mpath = path_join(root, "models/stories260K/stories260K.bin");
-    char *tpath = path_join(root, "models/stories260K/tok512.bin");
-    char *dpath = path_join(root, "examples/zog.jsonl");
-    char err[256] = "";
+    char dpath[1024], err[256] = "";
     eng_model *m = NULL;
     eng_tokenizer *tok = NULL;
-    if (eng_model_load_llama2c(mpath, &m, err, sizeof err) != 0 ||
-        eng_tokenizer_load_llama2c(tpath, eng_model_config(m)->vocab_size,
-                                   &tok, err, sizeof err) != 0) {
-        fprintf(stderr, "cannot load stories260K: %s\n", err);
+    if (load_stories260K(&m, &tok))
         return 1;
-    }
+    test_path(dpath, sizeof dpath, "examples/zog.jsonl");
     eng_example *ex = NULL;
     int n = 0;
     if (load_examples(dpath, tok, &ex, &n) != 0 || n < 200) {
@@ -185,13 +164,5 @@ int main(void)
     free(ex);
     eng_tokenizer_unref(tok);
     eng_model_unref(m);
-    free(mpath);
-    free(tpath);
-    free(dpath);
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("finetune: ok\n");
-    return 0;
+    return test_done("finetune");
 }

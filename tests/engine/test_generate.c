@@ -10,22 +10,13 @@
  */
 #include "engine/session.h"
 #include "engine/tokenizer.h"
+#include "tests/engine/test_util.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-#define CHECK(c)                                                             \
-    do {                                                                     \
-        if (!(c)) {                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-                    #c);                                                     \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
 
 static const char EXPECTED[] =
     ", there was a little girl named Lily. She loved to play outside in the "
@@ -83,15 +74,6 @@ static eng_sample_params greedy(int max_tokens)
     sp.temperature = 0.0f;
     sp.max_tokens = max_tokens;
     return sp;
-}
-
-static float max_diff(const float *a, const float *b, int n)
-{
-    float d = 0.0f;
-
-    for (int i = 0; i < n; i++)
-        d = fmaxf(d, fabsf(a[i] - b[i]));
-    return d;
 }
 
 /* ---- the decode kernel against the naive matmul --------------------------- */
@@ -494,6 +476,13 @@ static bool abort_after(void *user)
     return ++*n > 5;
 }
 
+/* Generates from "Once upon a time" with sp. */
+static int sample_once(const eng_sample_params *sp, eng_generation *g)
+{
+    return eng_generate(model, NULL, tok, "Once upon a time", sp, NULL, NULL,
+                        NULL, g, NULL, 0);
+}
+
 static void test_sampling(void)
 {
     eng_sample_params sp;
@@ -510,13 +499,10 @@ static void test_sampling(void)
     sp.top_p = 0.9f;
     sp.seed = 42;
     sp.max_tokens = 48;
-    CHECK(eng_generate(model, NULL, tok, "Once upon a time", &sp, NULL, NULL,
-                       NULL, &g1, NULL, 0) == 0);
-    CHECK(eng_generate(model, NULL, tok, "Once upon a time", &sp, NULL, NULL,
-                       NULL, &g2, NULL, 0) == 0);
+    CHECK(sample_once(&sp, &g1) == 0);
+    CHECK(sample_once(&sp, &g2) == 0);
     sp.seed = 43;
-    CHECK(eng_generate(model, NULL, tok, "Once upon a time", &sp, NULL, NULL,
-                       NULL, &g3, NULL, 0) == 0);
+    CHECK(sample_once(&sp, &g3) == 0);
     CHECK(g1.text && g2.text && !strcmp(g1.text, g2.text));
     CHECK(g1.text && g3.text && strcmp(g1.text, g3.text));
     printf("sampled (seed 42): %s\n", g1.text ? g1.text : "(null)");
@@ -529,14 +515,12 @@ static void test_sampling(void)
     sp.max_tokens = 64;
     sp.top_k = 1;
     sp.top_p = 1.0f;
-    CHECK(eng_generate(model, NULL, tok, "Once upon a time", &sp, NULL, NULL,
-                       NULL, &g1, NULL, 0) == 0);
+    CHECK(sample_once(&sp, &g1) == 0);
     CHECK(g1.text && !strcmp(g1.text, EXPECTED));
     eng_generation_done(&g1);
     sp.top_k = 0;
     sp.top_p = 1e-4f;
-    CHECK(eng_generate(model, NULL, tok, "Once upon a time", &sp, NULL, NULL,
-                       NULL, &g1, NULL, 0) == 0);
+    CHECK(sample_once(&sp, &g1) == 0);
     CHECK(g1.text && !strcmp(g1.text, EXPECTED));
     eng_generation_done(&g1);
     /* top-k 5 and top-p 0.5 stay within the likeliest tokens: the text
@@ -544,10 +528,8 @@ static void test_sampling(void)
     sp.top_k = 5;
     sp.top_p = 0.5f;
     sp.seed = 9;
-    CHECK(eng_generate(model, NULL, tok, "Once upon a time", &sp, NULL, NULL,
-                       NULL, &g1, NULL, 0) == 0);
-    CHECK(eng_generate(model, NULL, tok, "Once upon a time", &sp, NULL, NULL,
-                       NULL, &g2, NULL, 0) == 0);
+    CHECK(sample_once(&sp, &g1) == 0);
+    CHECK(sample_once(&sp, &g2) == 0);
     CHECK(g1.text && g2.text && !strcmp(g1.text, g2.text));
     eng_generation_done(&g1);
     eng_generation_done(&g2);
@@ -591,22 +573,9 @@ static void test_sampling(void)
 
 int main(void)
 {
-    const char *root = getenv("TUNA_SOURCE_ROOT");
-    char path[1024], err[256] = "";
-
     eng_set_threads(1);
-    snprintf(path, sizeof(path), "%s/models/stories260K/stories260K.bin",
-             root ? root : ".");
-    if (eng_model_load_llama2c(path, &model, err, sizeof(err))) {
-        fprintf(stderr, "%s\n", err);
+    if (load_stories260K(&model, &tok))
         return 1;
-    }
-    snprintf(path, sizeof(path), "%s/models/stories260K/tok512.bin",
-             root ? root : ".");
-    if (eng_tokenizer_load_llama2c(path, 512, &tok, err, sizeof(err))) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
     test_gemv();
     test_reference();
     test_cache();
@@ -616,9 +585,5 @@ int main(void)
     test_sampling();
     eng_tokenizer_unref(tok);
     eng_model_unref(model);
-    if (failures)
-        fprintf(stderr, "%d failure(s)\n", failures);
-    else
-        printf("generate: ok\n");
-    return failures ? 1 : 0;
+    return test_done("generate");
 }

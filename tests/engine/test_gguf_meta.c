@@ -5,33 +5,21 @@
  * (must fail cleanly with -EIO, never read past the end).
  */
 #include "engine/gguf_meta.h"
+#include "tests/engine/test_util.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK(%s)\n", \
-    __FILE__, __LINE__, #c); failures++; } } while (0)
-
-static char *data_path(const char *rel)
-{
-    const char *root = getenv("TUNA_SOURCE_ROOT");
-    static char buf[4096];
-    snprintf(buf, sizeof(buf), "%s/tests/data/%s", root ? root : ".", rel);
-    return buf;
-}
-
 static void test_vocab_file(const char *name, const char *model,
                             uint64_t n_tokens)
 {
-    char rel[256], err[256] = "";
-    snprintf(rel, sizeof(rel), "tokenizers/llama.cpp-vocab/ggml-vocab-%s.gguf",
-             name);
+    char path[1024], err[256] = "";
+    test_path(path, sizeof(path),
+              "tests/data/tokenizers/llama.cpp-vocab/ggml-vocab-%s.gguf", name);
     gguf_meta *m = NULL;
-    int rc = gguf_meta_open(data_path(rel), &m, err, sizeof(err));
+    int rc = gguf_meta_open(path, &m, err, sizeof(err));
     CHECK(rc == 0);
     if (rc) {
         fprintf(stderr, "%s: %s\n", name, err);
@@ -121,8 +109,9 @@ static void test_v2_and_truncation(void)
 
 static void test_truncated_real_file(void)
 {
-    const char *p =
-        data_path("tokenizers/llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
+    char p[1024];
+    test_path(p, sizeof(p),
+              "tests/data/tokenizers/llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
     FILE *f = fopen(p, "rb");
     CHECK(f != NULL);
     if (!f)
@@ -160,9 +149,5 @@ int main(void)
     gguf_meta *m;
     CHECK(gguf_meta_open("/nonexistent/x.gguf", &m, err, sizeof(err)) ==
           -ENOENT);
-    if (failures)
-        fprintf(stderr, "%d failures\n", failures);
-    else
-        printf("gguf_meta: ok\n");
-    return failures ? 1 : 0;
+    return test_done("gguf_meta");
 }

@@ -14,13 +14,13 @@
  * dropping one term of a backward makes this test fail).
  */
 #include "engine/train_impl.h"
+#include "tests/engine/test_util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
 static uint64_t seed = 12345;
 
 static float frand(void)
@@ -538,7 +538,5 @@ int main(void)
     test_model(ENG_ROPE_HALF, 0, 2);
     test_split_same();
     eng_k_set_threads(1);
-    if (failures)
-        printf("%d gradient checks FAILED\n", failures);
-    return failures ? 1 : 0;
+    return test_done("grad");
 }

@@ -7,22 +7,12 @@
  * one-row/one-column shapes it routes to sgemv.
  */
 #include "engine/kernels.h"
+#include "tests/engine/test_util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(c)                                                        \
-    do {                                                                \
-        if (!(c)) {                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,      \
-                    __LINE__, #c);                                      \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
 
 static uint64_t rng = 88172645463325252ull;
 static float frand(void)
@@ -286,9 +276,5 @@ int main(void)
     test_ops();
     eng_k_set_threads(1);
     test_matmul(ENG_DT_F32, 64, 130, 128, 1);
-    if (failures)
-        fprintf(stderr, "%d failures\n", failures);
-    else
-        printf("test_kernels: ok\n");
-    return failures ? 1 : 0;
+    return test_done("kernels");
 }

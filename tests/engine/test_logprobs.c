@@ -8,21 +8,12 @@
  */
 #include "engine/session.h"
 #include "engine/tokenizer.h"
+#include "tests/engine/test_util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-#define CHECK(c)                                                             \
-    do {                                                                     \
-        if (!(c)) {                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-                    #c);                                                     \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
 
 static eng_model *model;
 static eng_tokenizer *tok;
@@ -165,29 +156,12 @@ static void test_sampled(void)
 
 int main(void)
 {
-    const char *root = getenv("TUNA_SOURCE_ROOT");
-    char path[1024], err[256] = "";
-
     eng_set_threads(1);
-    snprintf(path, sizeof(path), "%s/models/stories260K/stories260K.bin",
-             root ? root : ".");
-    if (eng_model_load_llama2c(path, &model, err, sizeof(err))) {
-        fprintf(stderr, "%s\n", err);
+    if (load_stories260K(&model, &tok))
         return 1;
-    }
-    snprintf(path, sizeof(path), "%s/models/stories260K/tok512.bin",
-             root ? root : ".");
-    if (eng_tokenizer_load_llama2c(path, 512, &tok, err, sizeof(err))) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
     test_greedy();
     test_sampled();
     eng_tokenizer_unref(tok);
     eng_model_unref(model);
-    if (failures)
-        fprintf(stderr, "%d failure(s)\n", failures);
-    else
-        printf("logprobs: ok\n");
-    return failures ? 1 : 0;
+    return test_done("logprobs");
 }

@@ -6,6 +6,7 @@
  * _compute_llama3_parameters, computed in Python).
  */
 #include "engine/model.h"
+#include "tests/engine/test_util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -13,16 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures;
-#define CHECK(c)                                                             \
-    do {                                                                     \
-        if (!(c)) {                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-                    #c);                                                     \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -210,16 +201,10 @@ static void test_rope_and_random(void)
 
 int main(void)
 {
-    const char *root = getenv("TUNA_SOURCE_ROOT");
     char path[1024];
 
-    snprintf(path, sizeof(path), "%s/models/stories260K/stories260K.bin",
-             root ? root : ".");
-    test_llama2c(path);
+    test_llama2c(test_path(path, sizeof path,
+                           "models/stories260K/stories260K.bin"));
     test_rope_and_random();
-    if (failures)
-        fprintf(stderr, "%d failure(s)\n", failures);
-    else
-        printf("model: ok\n");
-    return failures ? 1 : 0;
+    return test_done("model");
 }

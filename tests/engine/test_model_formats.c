@@ -22,6 +22,7 @@
  */
 #include "engine/engine.h"
 #include "engine/session.h"
+#include "tests/engine/test_util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -32,20 +33,9 @@
 
 #define MAX_TOK 64
 
-static int failures;
 static char dir[200];
 static int32_t tokens[MAX_TOK];
 static int n_tokens;
-
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                      \
-            printf(__VA_ARGS__);                                             \
-            printf("\n");                                                    \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
 
 static eng_model *load(const char *rel)
 {
@@ -87,15 +77,6 @@ static float *logits_of(eng_model *m, const char *rel)
           rel, d);
     eng_session_free(s);
     return out;
-}
-
-static double max_diff(const float *a, const float *b, size_t n)
-{
-    double d = 0;
-
-    for (size_t i = 0; i < n; i++)
-        d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
 }
 
 static void check_model(const char *rel, const char *ref, double tol)
@@ -513,12 +494,10 @@ static int read_manifest(void)
 
 int main(void)
 {
-    const char *root = getenv("TUNA_SOURCE_ROOT");
+    const char *root = test_root();
     const char *tmp = getenv("TMPDIR");
     char cmd[1024];
 
-    if (!root)
-        root = ".";
     if (system("/usr/bin/python3 -c 'import torch, numpy' 2>/dev/null")) {
         printf("SKIP: /usr/bin/python3 lacks torch/numpy (apt install "
                "python3-torch python3-numpy)\n");
@@ -556,6 +535,5 @@ int main(void)
     } else {
         printf("models left in %s\n", dir);
     }
-    printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-    return failures ? 1 : 0;
+    return test_done("model_formats");
 }

@@ -7,23 +7,13 @@
  * non-JSON headers.
  */
 #include "engine/safetensors.h"
+#include "tests/engine/test_util.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(c)                                                        \
-    do {                                                                \
-        if (!(c)) {                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,      \
-                    __LINE__, #c);                                      \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
 
 static char path[256];
 
@@ -96,28 +86,22 @@ static void test_bad_files(void)
     CHECK(open_rc() == -EIO);
     write_raw(ok, (uint64_t)1 << 62, d, 16); /* hostile length */
     CHECK(open_rc() == -EIO);
-    const char *past = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],"
-                       "\"data_offsets\":[0,1600]}}";
-    write_raw(past, strlen(past), d, 16);
-    CHECK(open_rc() == -EIO);
-    const char *size = "{\"a\":{\"dtype\":\"F32\",\"shape\":[3,2],"
-                       "\"data_offsets\":[0,16]}}";
-    write_raw(size, strlen(size), d, 16);
-    CHECK(open_rc() == -EIO);
-    const char *huge = "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,"
-                       "4294967296,4294967296],\"data_offsets\":[0,16]}}";
-    write_raw(huge, strlen(huge), d, 16);
-    CHECK(open_rc() == -EIO);
-    const char *neg = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],"
-                      "\"data_offsets\":[8,-8]}}";
-    write_raw(neg, strlen(neg), d, 16);
-    CHECK(open_rc() == -EIO);
-    const char *dt = "{\"a\":{\"dtype\":\"F99\",\"shape\":[2,2],"
-                     "\"data_offsets\":[0,16]}}";
-    write_raw(dt, strlen(dt), d, 16);
-    CHECK(open_rc() == -EIO);
-    write_raw("not json", 8, d, 16);
-    CHECK(open_rc() == -EIO);
+    /* offsets past the end, a size that disagrees with dtype x shape, a
+     * shape whose size overflows, negative offsets, an unknown dtype, not
+     * JSON: each header (before the same 16 data bytes) is refused */
+    static const char *const bad[] = {
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,1600]}}",
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[0,16]}}",
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,"
+        "4294967296],\"data_offsets\":[0,16]}}",
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[8,-8]}}",
+        "{\"a\":{\"dtype\":\"F99\",\"shape\":[2,2],\"data_offsets\":[0,16]}}",
+        "not json",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_raw(bad[i], strlen(bad[i]), d, 16);
+        CHECK(open_rc() == -EIO, "header %s", bad[i]);
+    }
     unlink(path);
     CHECK(open_rc() == -ENOENT);
 }
@@ -129,7 +113,5 @@ int main(void)
     test_roundtrip();
     test_bad_files();
     unlink(path);
-    if (failures)
-        fprintf(stderr, "%d failures\n", failures);
-    return failures ? 1 : 0;
+    return test_done("safetensors");
 }

@@ -6,18 +6,9 @@
  * Includes the .c to reach them (the library's copy is then not linked).
  */
 #include "engine/generate.c"
+#include "tests/engine/test_util.h"
 
 #include <stdio.h>
-
-static int failures;
-#define CHECK(c)                                                             \
-    do {                                                                     \
-        if (!(c)) {                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-                    #c);                                                     \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
 
 static void test_sampler(void)
 {
@@ -172,9 +163,5 @@ int main(void)
 {
     test_sampler();
     test_text();
-    if (failures)
-        fprintf(stderr, "%d failure(s)\n", failures);
-    else
-        printf("sampler: ok\n");
-    return failures ? 1 : 0;
+    return test_done("sampler");
 }

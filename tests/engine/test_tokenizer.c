@@ -9,21 +9,12 @@
  * empty string; invalid UTF-8 must be refused.
  */
 #include "engine/engine.h"
+#include "tests/engine/test_util.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-#define CHECK(c)                                                             \
-    do {                                                                     \
-        if (!(c)) {                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-                    #c);                                                     \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
 
 /* ---- run.c's encoder, verbatim in spirit ---------------------------------- */
 
@@ -179,14 +170,12 @@ static void random_strings(const eng_tokenizer *t)
 
 int main(void)
 {
-    const char *root = getenv("TUNA_SOURCE_ROOT");
     char path[1024], err[256] = "";
     eng_tokenizer *t = NULL;
     int32_t ids[64];
     int n = -1;
 
-    snprintf(path, sizeof(path), "%s/models/stories260K/tok512.bin",
-             root ? root : ".");
+    test_path(path, sizeof path, "models/stories260K/tok512.bin");
     CHECK(eng_tokenizer_load_llama2c(path, 512, &t, err, sizeof(err)) == 0);
     if (!t || ref_load(path)) {
         fprintf(stderr, "cannot load %s: %s\n", path, err);
@@ -250,9 +239,5 @@ int main(void)
     }
 
     eng_tokenizer_unref(t);
-    if (failures)
-        fprintf(stderr, "%d failure(s)\n", failures);
-    else
-        printf("tokenizer: ok\n");
-    return failures ? 1 : 0;
+    return test_done("tokenizer");
 }

@@ -9,16 +9,14 @@
 
 static eng_tokenizer *load(const char *name)
 {
-    char rel[256], err[256] = "";
-    snprintf(rel, sizeof(rel), "tokenizers/llama.cpp-vocab/ggml-vocab-%s.gguf",
-             name);
-    char *p = tv_path(rel);
+    char p[1024], err[256] = "";
+    test_path(p, sizeof(p),
+              "tests/data/tokenizers/llama.cpp-vocab/ggml-vocab-%s.gguf", name);
     eng_tokenizer *t = NULL;
     int rc = eng_tokenizer_load_gguf(p, &t, err, sizeof(err));
-    free(p);
     if (rc) {
         fprintf(stderr, "%s: load failed: %s\n", name, err);
-        tv_failures++;
+        failures++;
     }
     return t;
 }
@@ -38,8 +36,8 @@ static void check_vocab(const char *name, int vocab)
     char base[128];
     snprintf(base, sizeof(base), "ggml-vocab-%s.gguf", name);
     int cases = tv_run_vectors(t, name, base);
-    TV_CHECK(cases >= 43);
-    TV_CHECK(eng_tokenizer_vocab_size(t) == vocab);
+    CHECK(cases >= 43);
+    CHECK(eng_tokenizer_vocab_size(t) == vocab);
     for (size_t i = 0; i < sizeof(roundtrip_strings) / sizeof(*roundtrip_strings); i++) {
         const char *s = roundtrip_strings[i];
         tv_roundtrip(t, name, s, strlen(s), false, false, true);
@@ -54,16 +52,16 @@ static void check_special(void)
     eng_tokenizer *t = load("phi-3");
     if (!t)
         return;
-    TV_CHECK(eng_tokenizer_bos(t) == 1);
-    TV_CHECK(t != NULL && eng_tokenizer_eos(t) >= 0);
+    CHECK(eng_tokenizer_bos(t) == 1);
+    CHECK(t != NULL && eng_tokenizer_eos(t) >= 0);
     /* <|user|> (32010) is a control token: one id only when parsed */
     const char *s = "<|user|>";
     int32_t ids[64];
     int n;
-    TV_CHECK(eng_tokenizer_encode(t, s, strlen(s), false, true, ids, 64, &n) == 0);
-    TV_CHECK(n == 1 && ids[0] == 32010);
-    TV_CHECK(eng_tokenizer_encode(t, s, strlen(s), false, false, ids, 64, &n) == 0);
-    TV_CHECK(n > 1);
+    CHECK(eng_tokenizer_encode(t, s, strlen(s), false, true, ids, 64, &n) == 0);
+    CHECK(n == 1 && ids[0] == 32010);
+    CHECK(eng_tokenizer_encode(t, s, strlen(s), false, false, ids, 64, &n) == 0);
+    CHECK(n > 1);
     eng_tokenizer_unref(t);
 }
 
@@ -81,8 +79,8 @@ int main(void)
     check_special();
     char err[128];
     eng_tokenizer *t;
-    TV_CHECK(eng_tokenizer_load_gguf("/nonexistent.gguf", &t, err,
-                                     sizeof(err)) == -ENOENT);
-    printf("%d encodings checked, %d failures\n", tv_checked, tv_failures);
-    return tv_failures ? 1 : 0;
+    CHECK(eng_tokenizer_load_gguf("/nonexistent.gguf", &t, err,
+                                  sizeof(err)) == -ENOENT);
+    printf("%d encodings checked\n", tv_checked);
+    return test_done("tokenizer_gguf");
 }

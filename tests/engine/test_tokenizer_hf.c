@@ -14,15 +14,13 @@
 
 static eng_tokenizer *load(const char *dir)
 {
-    char rel[256], err[256] = "";
-    snprintf(rel, sizeof(rel), "tokenizers/%s", dir);
-    char *p = tv_path(rel);
+    char p[1024], err[256] = "";
+    test_path(p, sizeof(p), "tests/data/tokenizers/%s", dir);
     eng_tokenizer *t = NULL;
     int rc = eng_tokenizer_load_hf(p, &t, err, sizeof(err));
-    free(p);
     if (rc) {
         fprintf(stderr, "%s: load failed (%d): %s\n", dir, rc, err);
-        tv_failures++;
+        failures++;
     }
     return t;
 }
@@ -81,10 +79,10 @@ static void test_gpt2(void)
     if (!t)
         return;
     int v = tv_run_vectors(t, "gpt2", "ggml-vocab-gpt-2.gguf");
-    TV_CHECK(v == 46);
-    TV_CHECK(eng_tokenizer_vocab_size(t) == 50257);
-    TV_CHECK(eng_tokenizer_bos(t) == 50256 && eng_tokenizer_eos(t) == 50256);
-    TV_CHECK(!t->add_bos_default);
+    CHECK(v == 46);
+    CHECK(eng_tokenizer_vocab_size(t) == 50257);
+    CHECK(eng_tokenizer_bos(t) == 50256 && eng_tokenizer_eos(t) == 50256);
+    CHECK(!t->add_bos_default);
     /* <|endoftext|> is special: one id only when parsed */
     expect(t, "gpt2", "a<|endoftext|>b", false, true,
            (int32_t[]){ 64, 50256, 65 }, 3);
@@ -101,8 +99,8 @@ static void test_phi2(void)
     if (!t)
         return;
     int v = tv_run_vectors(t, "phi-2", "ggml-vocab-phi-2.gguf");
-    TV_CHECK(v == 46);
-    TV_CHECK(eng_tokenizer_vocab_size(t) == 50295);
+    CHECK(v == 46);
+    CHECK(eng_tokenizer_vocab_size(t) == 50295);
     /* whitespace added tokens are not special: matched either way */
     expect(t, "phi-2", "a    b", false, false,
            (int32_t[]){ 64, 50284, 65 }, 3);
@@ -117,10 +115,10 @@ static void test_tinyllama(void)
     if (!t)
         return;
     int v = tv_run_vectors(t, "tinyllama", "ggml-vocab-llama-spm.gguf");
-    TV_CHECK(v == 43);
-    TV_CHECK(eng_tokenizer_bos(t) == 1 && eng_tokenizer_eos(t) == 2);
-    TV_CHECK(t->add_bos_default);
-    TV_CHECK(t->chat_template && strstr(t->chat_template, "<|user|>"));
+    CHECK(v == 43);
+    CHECK(eng_tokenizer_bos(t) == 1 && eng_tokenizer_eos(t) == 2);
+    CHECK(t->add_bos_default);
+    CHECK(t->chat_template && strstr(t->chat_template, "<|user|>"));
     expect(t, "tinyllama", "Hello world", true, false,
            (int32_t[]){ 1, 15043, 3186 }, 3);
     /* <s> in text: one id when parsed; Prepend applies to the stretch after */
@@ -137,11 +135,11 @@ static void test_phi3(void)
     if (!t)
         return;
     int v = tv_run_vectors(t, "phi-3", "ggml-vocab-phi-3.gguf");
-    TV_CHECK(v == 46);
-    TV_CHECK(eng_tokenizer_vocab_size(t) == 32011);
-    TV_CHECK(!t->add_bos_default);
-    TV_CHECK(eng_tokenizer_eos(t) == 32000);
-    TV_CHECK(t->chat_template && strstr(t->chat_template, "<|end|>"));
+    CHECK(v == 46);
+    CHECK(eng_tokenizer_vocab_size(t) == 32011);
+    CHECK(!t->add_bos_default);
+    CHECK(eng_tokenizer_eos(t) == 32000);
+    CHECK(t->chat_template && strstr(t->chat_template, "<|end|>"));
     /* rstrip: the newline after <|user|> is absorbed */
     expect(t, "phi-3", "<|user|>\nHello<|end|>\n<|assistant|>", false, true,
            (int32_t[]){ 32010, 15043, 32007, 32001 }, 4);
@@ -155,10 +153,10 @@ static void test_mistral(void)
     eng_tokenizer *t = load("mistral-7b-v0.1");
     if (!t)
         return;
-    TV_CHECK(eng_tokenizer_vocab_size(t) == 32000);
-    TV_CHECK(eng_tokenizer_bos(t) == 1 && eng_tokenizer_eos(t) == 2);
-    TV_CHECK(t->add_bos_default);
-    TV_CHECK(t->chat_template == NULL);
+    CHECK(eng_tokenizer_vocab_size(t) == 32000);
+    CHECK(eng_tokenizer_bos(t) == 1 && eng_tokenizer_eos(t) == 2);
+    CHECK(t->add_bos_default);
+    CHECK(t->chat_template == NULL);
     /* Metaspace(prepend_scheme first): "▁Hello" (22557) at the start,
      * " Hello" is not prefixed again, and text after a special token gets
      * no prefix ("Hello" 16230). Ids from the file's vocabulary. */
@@ -178,22 +176,22 @@ static void test_qwen3(void)
     if (!t)
         return;
     int v = tv_run_vectors(t, "qwen3", "ggml-vocab-qwen2.gguf");
-    TV_CHECK(v == 43);
-    TV_CHECK(eng_tokenizer_vocab_size(t) == 151669);
-    TV_CHECK(eng_tokenizer_bos(t) == -1 && !t->add_bos_default);
-    TV_CHECK(eng_tokenizer_eos(t) == 151645);
-    TV_CHECK(t->chat_template && strstr(t->chat_template, "<|im_start|>"));
+    CHECK(v == 43);
+    CHECK(eng_tokenizer_vocab_size(t) == 151669);
+    CHECK(eng_tokenizer_bos(t) == -1 && !t->add_bos_default);
+    CHECK(eng_tokenizer_eos(t) == 151645);
+    CHECK(t->chat_template && strstr(t->chat_template, "<|im_start|>"));
     expect(t, "qwen3", "<|im_start|>user\nhi<|im_end|>", false, true,
            (int32_t[]){ 151644, 872, 198, 6023, 151645 }, 5);
     const char *chat = "<|im_start|>user\nHello world<|im_end|>\n"
                        "<|im_start|>assistant\n<think>\n\n</think>\n\nHi!";
-    TV_CHECK(tv_roundtrip(t, "qwen3", chat, strlen(chat), false, true, true));
+    CHECK(tv_roundtrip(t, "qwen3", chat, strlen(chat), false, true, true));
     /* NFC: a decomposed é encodes like the composed one */
     int32_t a[16], b[16];
     int na, nb;
-    TV_CHECK(eng_tokenizer_encode(t, "caf\xc3\xa9", 5, false, false, a, 16, &na) == 0);
-    TV_CHECK(eng_tokenizer_encode(t, "cafe\xcc\x81", 6, false, false, b, 16, &nb) == 0);
-    TV_CHECK(na == nb && !memcmp(a, b, sizeof(*a) * na));
+    CHECK(eng_tokenizer_encode(t, "caf\xc3\xa9", 5, false, false, a, 16, &na) == 0);
+    CHECK(eng_tokenizer_encode(t, "cafe\xcc\x81", 6, false, false, b, 16, &nb) == 0);
+    CHECK(na == nb && !memcmp(a, b, sizeof(*a) * na));
     int r = roundtrips(t, "qwen3", false);
     printf("qwen3: %d vectors, %d round trips\n", v, r);
     eng_tokenizer_unref(t);
@@ -203,11 +201,11 @@ static void test_errors(void)
 {
     char err[256];
     eng_tokenizer *t = NULL;
-    TV_CHECK(eng_tokenizer_load_hf("/nonexistent/dir/tokenizer.json", &t, err,
-                                   sizeof(err)) == -ENOENT);
-    char *p = tv_path("tokenizers/llama.cpp-tests/SOURCE.md");
-    TV_CHECK(eng_tokenizer_load_hf(p, &t, err, sizeof(err)) == -EINVAL);
-    free(p);
+    CHECK(eng_tokenizer_load_hf("/nonexistent/dir/tokenizer.json", &t, err,
+                                sizeof(err)) == -ENOENT);
+    char p[1024];
+    test_path(p, sizeof(p), "tests/data/tokenizers/llama.cpp-tests/SOURCE.md");
+    CHECK(eng_tokenizer_load_hf(p, &t, err, sizeof(err)) == -EINVAL);
 }
 
 int main(void)
@@ -219,6 +217,6 @@ int main(void)
     test_mistral();
     test_qwen3();
     test_errors();
-    printf("%d encodings checked, %d failures\n", tv_checked, tv_failures);
-    return tv_failures ? 1 : 0;
+    printf("%d encodings checked\n", tv_checked);
+    return test_done("tokenizer_hf");
 }

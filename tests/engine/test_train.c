@@ -14,6 +14,7 @@
  */
 #include "engine/safetensors.h"
 #include "engine/train_impl.h"
+#include "tests/engine/test_util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -22,17 +23,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(c)                                                        \
-    do {                                                                \
-        if (!(c)) {                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,      \
-                    __LINE__, #c);                                      \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
 
 enum { VOCAB = 64, LEN = 20, N_TRAIN = 32, N_TEST = 8 };
 
@@ -116,27 +106,10 @@ static void test_loss_falls(int full)
 
 /* ------------------------------------------------------------------------ */
 
-static char *slurp(const char *path, size_t *ret_n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n)
-        n = 0;
-    b[n] = 0;
-    fclose(f);
-    *ret_n = (size_t)n;
-    return b;
-}
-
 static int same_file(const char *a, const char *b)
 {
     size_t na, nb;
-    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    char *x = test_slurp(a, &na), *y = test_slurp(b, &nb);
     int same = x && y && na == nb && !memcmp(x, y, na);
     free(x);
     free(y);
@@ -220,7 +193,7 @@ static void test_adapter_roundtrip(void)
     eng_st_close(f);
     size_t n;
     path_in(path, "rt", "adapter_config.json");
-    char *cfg = slurp(path, &n);
+    char *cfg = test_slurp(path, &n);
     CHECK(cfg && strstr(cfg, "\"peft_type\":\t\"LORA\"") &&
           strstr(cfg, "\"task_type\":\t\"CAUSAL_LM\"") &&
           strstr(cfg, "\"q_proj\"") && strstr(cfg, "\"o_proj\"") &&
@@ -259,7 +232,7 @@ static eng_trainer *ckpt_trainer(eng_model *m, int n_ex)
 static void corrupt(const char *path, long off, int truncate_it)
 {
     size_t n;
-    char *b = slurp(path, &n);
+    char *b = test_slurp(path, &n);
     FILE *f = fopen(path, "wb");
     if (truncate_it) {
         fwrite(b, 1, n - 100, f);
@@ -396,7 +369,5 @@ int main(void)
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd))
         failures++;
-    if (failures)
-        fprintf(stderr, "%d failures\n", failures);
-    return failures ? 1 : 0;
+    return test_done("train");
 }

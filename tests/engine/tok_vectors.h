@@ -8,47 +8,14 @@
 #define TUNA_TESTS_TOK_VECTORS_H
 
 #include "engine/engine.h"
+#include "tests/engine/test_util.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int tv_failures;
 static int tv_checked;
-
-#define TV_CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK(%s)\n", \
-    __FILE__, __LINE__, #c); tv_failures++; } } while (0)
-
-static char *tv_path(const char *rel)
-{
-    const char *root = getenv("TUNA_SOURCE_ROOT");
-    size_t n = strlen(root ? root : ".") + strlen(rel) + 32;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/tests/data/%s", root ? root : ".", rel);
-    return p;
-}
-
-static char *tv_slurp(const char *path, size_t *ret_len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    b[n] = '\0';
-    if (ret_len)
-        *ret_len = (size_t)n;
-    return b;
-}
 
 static void tv_print_ids(const char *what, const int32_t *ids, int n)
 {
@@ -70,7 +37,7 @@ static bool tv_expect(const eng_tokenizer *t, const char *label,
     tv_checked++;
     bool ok = rc == 0 && n == nw && !memcmp(ids, want, sizeof(*ids) * nw);
     if (!ok) {
-        tv_failures++;
+        failures++;
         fprintf(stderr, "%s: mismatch for \"%.*s\" (rc %d)\n", label,
                 (int)(len > 80 ? 80 : len), s, rc);
         if (rc == 0)
@@ -94,7 +61,7 @@ static bool tv_roundtrip(const eng_tokenizer *t, const char *label,
               eng_tokenizer_decode(t, ids, n, &back) == 0 &&
               strlen(back) == len && !memcmp(back, s, len);
     if (!ok && report) {
-        tv_failures++;
+        failures++;
         fprintf(stderr, "%s: round trip failed for \"%.*s\" -> \"%s\"\n",
                 label, (int)(len > 80 ? 80 : len), s, back ? back : "(null)");
     }
@@ -108,15 +75,13 @@ static bool tv_roundtrip(const eng_tokenizer *t, const char *label,
 static int tv_run_vectors(const eng_tokenizer *t, const char *label,
                           const char *base)
 {
-    char rel[512];
-    snprintf(rel, sizeof(rel), "tokenizers/llama.cpp-tests/%s.inp", base);
-    char *pi = tv_path(rel);
-    snprintf(rel, sizeof(rel), "tokenizers/llama.cpp-tests/%s.out", base);
-    char *po = tv_path(rel);
-    char *inp = tv_slurp(pi, NULL), *out = tv_slurp(po, NULL);
-    free(pi);
-    free(po);
-    TV_CHECK(inp && out);
+    char pi[1024], po[1024];
+    test_path(pi, sizeof(pi), "tests/data/tokenizers/llama.cpp-tests/%s.inp",
+              base);
+    test_path(po, sizeof(po), "tests/data/tokenizers/llama.cpp-tests/%s.out",
+              base);
+    char *inp = test_slurp(pi, NULL), *out = test_slurp(po, NULL);
+    CHECK(inp && out);
     if (!inp || !out) {
         free(inp);
         free(out);
