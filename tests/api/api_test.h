@@ -2,13 +2,15 @@
 /*
  * api_test.h - helpers for the api unit tests: a temporary data dir with a
  * store and the embedded model, a one-call request runner that parses the
- * JSON answer, and CHECK macros that count failures instead of aborting.
+ * JSON answer, and CHECK macros (tests/check.h and the comparisons here)
+ * that count failures instead of aborting.
  * No sockets: requests go straight to api_dispatch().
  */
 #ifndef TUNA_TEST_API_H
 #define TUNA_TEST_API_H
 
 #include "api/api.h"
+#include "tests/check.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -17,17 +19,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int t_failures;
-
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                  \
-            t_failures++;                                                    \
-        }                                                                    \
-    } while (0)
-
 #define CHECK_STR(a, b)                                                       \
     do {                                                                      \
         const char *a_ = (a), *b_ = (b);                                      \
@@ -35,7 +26,7 @@ static int t_failures;
             fprintf(stderr, "%s:%d: CHECK failed: %s == \"%s\" (got \"%s\")\n", \
                     __FILE__, __LINE__, #a, b_ ? b_ : "(null)",               \
                     a_ ? a_ : "(null)");                                      \
-            t_failures++;                                                     \
+            failures++;                                                     \
         }                                                                     \
     } while (0)
 
@@ -45,7 +36,7 @@ static int t_failures;
         if (a_ != b_) {                                                      \
             fprintf(stderr, "%s:%d: CHECK failed: %s == %lld (got %lld)\n",  \
                     __FILE__, __LINE__, #a, b_, a_);                         \
-            t_failures++;                                                    \
+            failures++;                                                    \
         }                                                                    \
     } while (0)
 
@@ -124,14 +115,16 @@ static inline int t_call_req(t_env *e, const api_request *req, t_resp *out)
     if (out->r.body && !out->json && out->r.status != 204) {
         fprintf(stderr, "non-JSON body: %.*s\n", (int)out->r.body_len,
                 out->r.body);
-        t_failures++;
+        failures++;
     }
     return out->r.status;
 }
 
-/* method, path (with optional ?query), content type, body (NUL-terminated). */
-static inline int t_call(t_env *e, const char *method, const char *path_query,
-                  const char *ct, const char *body, t_resp *out)
+/* Authorization header (NULL: none), method, path (with optional ?query),
+ * content type, body (NUL-terminated). */
+static inline int t_call_as(t_env *e, const char *authz, const char *method,
+                            const char *path_query, const char *ct,
+                            const char *body, t_resp *out)
 {
     char path[1024];
     snprintf(path, sizeof(path), "%s", path_query);
@@ -141,8 +134,16 @@ static inline int t_call(t_env *e, const char *method, const char *path_query,
     api_request req = {
         .method = method, .path = path, .query = q, .content_type = ct,
         .body = body, .body_len = body ? strlen(body) : 0,
+        .authorization = authz,
     };
     return t_call_req(e, &req, out);
+}
+
+/* The same without an Authorization header. */
+static inline int t_call(t_env *e, const char *method, const char *path_query,
+                  const char *ct, const char *body, t_resp *out)
+{
+    return t_call_as(e, NULL, method, path_query, ct, body, out);
 }
 
 static inline const char *t_str(const cJSON *o, const char *k)
@@ -157,12 +158,18 @@ static inline double t_num(const cJSON *o, const char *k)
     return cJSON_IsNumber(it) ? it->valuedouble : -12345.0;
 }
 
+static inline const char *t_resp_header(const api_response *r,
+                                        const char *name)
+{
+    for (int i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->header_names[i], name) == 0)
+            return r->header_values[i];
+    return NULL;
+}
+
 static inline const char *t_header(const t_resp *t, const char *name)
 {
-    for (int i = 0; i < t->r.n_headers; i++)
-        if (strcasecmp(t->r.header_names[i], name) == 0)
-            return t->r.header_values[i];
-    return NULL;
+    return t_resp_header(&t->r, name);
 }
 
 /* Checks an error answer: status, code, and (when given) line and field. */
@@ -181,14 +188,14 @@ static inline const char *t_header(const t_resp *t, const char *name)
             CHECK_STR(t_str(err_, "field"), (const char *)(field_));          \
     } while (0)
 
-static inline int t_finish(const char *name)
-{
-    if (t_failures) {
-        fprintf(stderr, "%s: %d check(s) failed\n", name, t_failures);
-        return 1;
-    }
-    printf("%s: all checks passed\n", name);
-    return 0;
-}
+/* One request (t_call's arguments) whose answer is that error. */
+#define CHECK_CALL_ERROR(e, method, path, ct, body, status_, code_, line_,    \
+                         field_)                                              \
+    do {                                                                      \
+        t_resp t_;                                                            \
+        t_call(e, method, path, ct, body, &t_);                               \
+        CHECK_ERROR(&t_, status_, code_, line_, field_);                      \
+        t_resp_done(&t_);                                                     \
+    } while (0)
 
 #endif

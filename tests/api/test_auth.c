@@ -33,28 +33,10 @@ static void make_key(t_env *e, who *w, const char *name, const char *role)
     snprintf(w->auth, sizeof(w->auth), "Bearer %s", w->secret);
 }
 
-/* One request with an Authorization header (NULL: none). */
-static int call_as(t_env *e, const char *authz, const char *method,
-                   const char *path_query, const char *ct, const char *body,
-                   t_resp *out)
-{
-    char path[1024];
-    snprintf(path, sizeof(path), "%s", path_query);
-    char *q = strchr(path, '?');
-    if (q)
-        *q++ = '\0';
-    api_request req = {
-        .method = method, .path = path, .query = q, .content_type = ct,
-        .body = body, .body_len = body ? strlen(body) : 0,
-        .authorization = authz,
-    };
-    return t_call_req(e, &req, out);
-}
-
 static int as(t_env *e, const who *w, const char *method, const char *path,
               const char *ct, const char *body, t_resp *out)
 {
-    return call_as(e, w ? w->auth : NULL, method, path, ct, body, out);
+    return t_call_as(e, w ? w->auth : NULL, method, path, ct, body, out);
 }
 
 static bool body_has(const t_resp *t, const char *s)
@@ -95,7 +77,7 @@ static void keys_off(t_env *e)
     t_resp_done(&t);
     /* a bearer token is not needed, and an unknown one is no reason to
      * refuse while keys are off */
-    CHECK_INT(call_as(e, "Bearer tuna_nope", "GET", "/jobs", NULL, NULL, &t),
+    CHECK_INT(t_call_as(e, "Bearer tuna_nope", "GET", "/jobs", NULL, NULL, &t),
               200);
     t_resp_done(&t);
 }
@@ -148,9 +130,9 @@ static void every_route_401(t_env *e)
         for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
             t_resp t;
             const char *m = routes[i].method;
-            call_as(e, bad[k], m, routes[i].path,
-                    strcmp(m, "POST") ? NULL : "application/json",
-                    strcmp(m, "POST") ? NULL : "{}", &t);
+            t_call_as(e, bad[k], m, routes[i].path,
+                      strcmp(m, "POST") ? NULL : "application/json",
+                      strcmp(m, "POST") ? NULL : "{}", &t);
             if (t.r.status != 401)
                 fprintf(stderr, "%s %s with %s: %d\n", m, routes[i].path,
                         bad[k] ? bad[k] : "(none)", t.r.status);
@@ -164,8 +146,8 @@ static void every_route_401(t_env *e)
     t_resp t;
     CHECK_INT(as(e, NULL, "GET", "/health", NULL, NULL, &t), 200);
     t_resp_done(&t);
-    CHECK_INT(call_as(e, "Bearer tuna_nope", "GET", "/health", NULL, NULL,
-                      &t), 200);
+    CHECK_INT(t_call_as(e, "Bearer tuna_nope", "GET", "/health", NULL, NULL,
+                        &t), 200);
     t_resp_done(&t);
 }
 
@@ -240,6 +222,26 @@ static void create_resources(t_env *e, ids *x)
 }
 
 /* Every route naming alice's private dataset or job answers bob 404. */
+/* Each route (method, path format taking id) answers bob 404, with
+ * neither secret in the body. */
+static void routes_404(t_env *e, const char *routes[][2], size_t n,
+                       const char *id, const char *secret1,
+                       const char *secret2)
+{
+    char p[256];
+    t_resp t;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(p, sizeof(p), routes[i][1], id);
+        as(e, &bob, routes[i][0], p, NULL, NULL, &t);
+        if (t.r.status != 404)
+            fprintf(stderr, "%s %s: %d\n", routes[i][0], p, t.r.status);
+        CHECK_INT(t.r.status, 404);
+        CHECK(!body_has(&t, secret1) && !body_has(&t, secret2), "%s %s",
+              routes[i][0], p);
+        t_resp_done(&t);
+    }
+}
+
 static void private_is_404(t_env *e, const ids *x)
 {
     char p[256];
@@ -251,15 +253,8 @@ static void private_is_404(t_env *e, const ids *x)
         { "GET", "/v1/files/%s/content" },
         { "DELETE", "/v1/files/%s" },
     };
-    for (size_t i = 0; i < sizeof(ds_routes) / sizeof(ds_routes[0]); i++) {
-        snprintf(p, sizeof(p), ds_routes[i][1], x->ds_private);
-        as(e, &bob, ds_routes[i][0], p, NULL, NULL, &t);
-        if (t.r.status != 404)
-            fprintf(stderr, "%s %s: %d\n", ds_routes[i][0], p, t.r.status);
-        CHECK_INT(t.r.status, 404);
-        CHECK(!body_has(&t, x->sha_private) && !body_has(&t, "Zog"));
-        t_resp_done(&t);
-    }
+    routes_404(e, ds_routes, sizeof(ds_routes) / sizeof(ds_routes[0]),
+               x->ds_private, x->sha_private, "Zog");
     snprintf(p, sizeof(p), "/datasets/%s/share", x->ds_private);
     as(e, &bob, "POST", p, "application/json", "{\"shared\":true}", &t);
     CHECK_INT(t.r.status, 404);
@@ -280,15 +275,8 @@ static void private_is_404(t_env *e, const ids *x)
         { "POST", "/v1/fine_tuning/jobs/%s/cancel" },
         { "GET", "/v1/fine_tuning/jobs/%s/events" },
     };
-    for (size_t i = 0; i < sizeof(job_routes) / sizeof(job_routes[0]); i++) {
-        snprintf(p, sizeof(p), job_routes[i][1], x->job_private);
-        as(e, &bob, job_routes[i][0], p, NULL, NULL, &t);
-        if (t.r.status != 404)
-            fprintf(stderr, "%s %s: %d\n", job_routes[i][0], p, t.r.status);
-        CHECK_INT(t.r.status, 404);
-        CHECK(!body_has(&t, x->ds_private) && !body_has(&t, "mine"));
-        t_resp_done(&t);
-    }
+    routes_404(e, job_routes, sizeof(job_routes) / sizeof(job_routes[0]),
+               x->job_private, x->ds_private, "mine");
     snprintf(p, sizeof(p), "/jobs/%s/share", x->job_private);
     as(e, &bob, "POST", p, "application/json", "{\"shared\":true}", &t);
     CHECK_INT(t.r.status, 404);
@@ -478,5 +466,5 @@ int main(void)
     usage_per_key(&e);
     revoked_later(&e);
     t_env_done(&e);
-    return t_finish("test_auth");
+    return test_done("test_auth");
 }

@@ -127,7 +127,7 @@ static void bad_upload(t_env *e, const char *body, int status, long line,
     if (msg_part && (!msg || !strstr(msg, msg_part))) {
         fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", msg ? msg : "",
                 msg_part);
-        t_failures++;
+        failures++;
     }
     t_resp_done(&t);
 }
@@ -179,13 +179,10 @@ static void test_bad_lines(t_env *e)
     bad_upload(e, buf, 400, 3, NULL, "too many rows");
     e->ctx.limits.max_rows = 100000;
 
-    t_resp t;
-    t_call(e, "POST", "/datasets", "application/json", ok, &t);
-    CHECK_ERROR(&t, 415, "unsupported_media_type", -1, NULL);
-    t_resp_done(&t);
-    t_call(e, "POST", "/datasets", "application/jsonl", NULL, &t);
-    CHECK_ERROR(&t, 400, "missing_body", -1, NULL);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "POST", "/datasets", "application/json", ok,
+                     415, "unsupported_media_type", -1, NULL);
+    CHECK_CALL_ERROR(e, "POST", "/datasets", "application/jsonl", NULL,
+                     400, "missing_body", -1, NULL);
     /* Nothing half-written is left behind. */
     CHECK_INT(count_files(e), before);
 }
@@ -216,9 +213,8 @@ static void test_multipart_and_file(t_env *e)
            "x\r\n--XyZ--\r\n", &t);
     CHECK_ERROR(&t, 400, "invalid_multipart", -1, "file");
     t_resp_done(&t);
-    t_call(e, "POST", "/datasets", "multipart/form-data", "x", &t);
-    CHECK_ERROR(&t, 400, "invalid_multipart", -1, NULL);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "POST", "/datasets", "multipart/form-data", "x",
+                     400, "invalid_multipart", -1, NULL);
     t_call(e, "POST", "/datasets", "multipart/form-data; boundary=XyZ",
            "--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n"
            "{\"text\":\"never ends\"}\n", &t);
@@ -266,20 +262,16 @@ static void test_list_get_delete(t_env *e)
     CHECK_INT(cJSON_GetArraySize(data), 2);
     CHECK_STR(t_str(cJSON_GetArrayItem(data, 0), "id"), id); /* newest first */
     t_resp_done(&t);
-    t_call(e, "GET", "/datasets?limit=0", NULL, NULL, &t);
-    CHECK_ERROR(&t, 400, "invalid_parameter", -1, "limit");
-    t_resp_done(&t);
-    t_call(e, "GET", "/datasets?limit=abc", NULL, NULL, &t);
-    CHECK_ERROR(&t, 400, "invalid_parameter", -1, "limit");
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "GET", "/datasets?limit=0", NULL, NULL,
+                     400, "invalid_parameter", -1, "limit");
+    CHECK_CALL_ERROR(e, "GET", "/datasets?limit=abc", NULL, NULL,
+                     400, "invalid_parameter", -1, "limit");
 
     snprintf(path, sizeof(path), "/datasets/%s", id);
     CHECK_INT(t_call(e, "DELETE", path, NULL, NULL, &t), 200);
     CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t.json, "deleted")));
     t_resp_done(&t);
-    t_call(e, "GET", path, NULL, NULL, &t);
-    CHECK_ERROR(&t, 404, "not_found", -1, "id");
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "GET", path, NULL, NULL, 404, "not_found", -1, "id");
     char file[512];
     snprintf(file, sizeof(file), "%s/datasets/%s.jsonl", e->dir, id);
     struct stat st;
@@ -296,5 +288,5 @@ int main(void)
     test_multipart_and_file(&e);
     test_list_get_delete(&e);
     t_env_done(&e);
-    return t_finish("test_datasets");
+    return test_done("test_datasets");
 }

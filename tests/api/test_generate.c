@@ -104,10 +104,8 @@ static void test_array_and_stop(t_env *e, const char *greedy)
 static void bad_gen(t_env *e, const char *body, int status, const char *code,
                     const char *field)
 {
-    t_resp t;
-    t_call(e, "POST", "/generate", "application/json", body, &t);
-    CHECK_ERROR(&t, status, code, -1, field);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "POST", "/generate", "application/json", body,
+                     status, code, -1, field);
 }
 
 static void test_validation(t_env *e)
@@ -235,5 +233,5 @@ int main(void)
     test_validation(&e);
     test_job_models(&e, greedy);
     t_env_done(&e);
-    return t_finish("test_generate");
+    return test_done("test_generate");
 }

@@ -120,19 +120,15 @@ static void test_json_form(t_env *e, const char *ds_id)
 static void bad_json_job(t_env *e, const char *body, int status,
                          const char *code, const char *field)
 {
-    t_resp t;
-    t_call(e, "POST", "/jobs", "application/json", body, &t);
-    CHECK_ERROR(&t, status, code, -1, field);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "POST", "/jobs", "application/json", body,
+                     status, code, -1, field);
 }
 
 static void bad_query_job(t_env *e, const char *path, int status,
                           const char *field)
 {
-    t_resp t;
-    t_call(e, "POST", path, "application/jsonl", zog, &t);
-    CHECK_ERROR(&t, status, NULL, -1, field);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "POST", path, "application/jsonl", zog,
+                     status, NULL, -1, field);
 }
 
 static void test_validation(t_env *e, const char *ds_id)
@@ -206,14 +202,11 @@ static void test_validation(t_env *e, const char *ds_id)
     bad_query_job(e, "/jobs?validation_split=0.2&validation_dataset_id="
                   "ds_0123456789abcdef01234567", 400, "validation_split");
 
-    t_resp t;
-    t_call(e, "POST", "/jobs?epochs=1", "application/jsonl",
-           "{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"prompt\":1}\n", &t);
-    CHECK_ERROR(&t, 400, "invalid_dataset", 2, "prompt");
-    t_resp_done(&t);
-    t_call(e, "POST", "/jobs", "application/jsonl", NULL, &t);
-    CHECK_ERROR(&t, 400, "missing_body", -1, NULL);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "POST", "/jobs?epochs=1", "application/jsonl",
+                     "{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"prompt\":1}\n",
+                     400, "invalid_dataset", 2, "prompt");
+    CHECK_CALL_ERROR(e, "POST", "/jobs", "application/jsonl", NULL,
+                     400, "missing_body", -1, NULL);
 }
 
 static void test_idempotency(t_env *e)
@@ -265,9 +258,8 @@ static void test_list_cancel_events(t_env *e, const char *job_id)
               200);
     CHECK_INT(cJSON_GetArraySize(cJSON_GetObjectItem(t.json, "data")), 1);
     t_resp_done(&t);
-    t_call(e, "GET", "/jobs?status=done", NULL, NULL, &t);
-    CHECK_ERROR(&t, 400, "invalid_parameter", -1, "status");
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "GET", "/jobs?status=done", NULL, NULL,
+                     400, "invalid_parameter", -1, "status");
 
     char path[128];
     snprintf(path, sizeof(path), "/jobs/%s/cancel", job_id);
@@ -276,9 +268,8 @@ static void test_list_cancel_events(t_env *e, const char *job_id)
     CHECK(t_num(t.json, "finished_at") > 0 ||
           cJSON_IsNull(cJSON_GetObjectItem(t.json, "finished_at")));
     t_resp_done(&t);
-    t_call(e, "POST", path, NULL, NULL, &t);
-    CHECK_ERROR(&t, 409, "job_finished", -1, NULL);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "POST", path, NULL, NULL,
+                     409, "job_finished", -1, NULL);
 
     snprintf(path, sizeof(path), "/jobs/%s/events", job_id);
     CHECK_INT(t_call(e, "GET", path, NULL, NULL, &t), 200);
@@ -294,18 +285,15 @@ static void test_list_cancel_events(t_env *e, const char *job_id)
     CHECK_INT(cJSON_GetArraySize(cJSON_GetObjectItem(t.json, "data")), 1);
     t_resp_done(&t);
     snprintf(q, sizeof(q), "%s?after=-1", path);
-    t_call(e, "GET", q, NULL, NULL, &t);
-    CHECK_ERROR(&t, 400, "invalid_parameter", -1, "after");
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "GET", q, NULL, NULL,
+                     400, "invalid_parameter", -1, "after");
 }
 
 static void check_400(t_env *e, const char *method, const char *path,
                       const char *ct, const char *body, const char *field)
 {
-    t_resp t;
-    t_call(e, method, path, ct, body, &t);
-    CHECK_ERROR(&t, 400, "invalid_parameter", -1, field);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, method, path, ct, body,
+                     400, "invalid_parameter", -1, field);
 }
 
 /* Boolean query parameters are "true" or "false" on every route; unknown
@@ -401,13 +389,11 @@ static void test_control_codes(t_env *e, const char *finished_id)
         CHECK(i == 0 || t_str(err, "type") != NULL);   /* OpenAI's shape */
         t_resp_done(&t);
         snprintf(p, sizeof(p), fmt[i], finished_id, "resume");
-        t_call(e, "POST", p, NULL, NULL, &t);
-        CHECK_ERROR(&t, 409, "job_finished", -1, NULL);
-        t_resp_done(&t);
+        CHECK_CALL_ERROR(e, "POST", p, NULL, NULL,
+                         409, "job_finished", -1, NULL);
         snprintf(p, sizeof(p), fmt[i], queued, "resume");
-        t_call(e, "POST", p, NULL, NULL, &t);
-        CHECK_ERROR(&t, 409, "invalid_state", -1, NULL);
-        t_resp_done(&t);
+        CHECK_CALL_ERROR(e, "POST", p, NULL, NULL,
+                         409, "invalid_state", -1, NULL);
     }
     snprintf(p, sizeof(p), fmt[1], queued, "pause");
     CHECK_INT(t_call(e, "POST", p, NULL, NULL, &t), 200);
@@ -433,5 +419,5 @@ int main(void)
     test_jsonl_name(&e);
     test_control_codes(&e, job_id);
     t_env_done(&e);
-    return t_finish("test_jobs");
+    return test_done("test_jobs");
 }

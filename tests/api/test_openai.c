@@ -296,5 +296,5 @@ int main(void)
     test_sse(&e, job_id);
     test_dry_run(&e, file_id);
     t_env_done(&e);
-    return t_finish("test_openai");
+    return test_done("test_openai");
 }

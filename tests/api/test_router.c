@@ -29,9 +29,8 @@ static void test_not_found_and_methods(t_env *e)
     CHECK_STR(t_header(&t, "Access-Control-Allow-Origin"), "*");
     t_resp_done(&t);
 
-    t_call(e, "GET", "/nope/deeper", NULL, NULL, &t);
-    CHECK_ERROR(&t, 404, "route_not_found", -1, NULL);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "GET", "/nope/deeper", NULL, NULL,
+                     404, "route_not_found", -1, NULL);
 
     t_call(e, "PUT", "/jobs", NULL, NULL, &t);
     CHECK_ERROR(&t, 405, "method_not_allowed", -1, NULL);
@@ -43,13 +42,11 @@ static void test_not_found_and_methods(t_env *e)
     CHECK_STR(t_header(&t, "Allow"), "GET, OPTIONS");
     t_resp_done(&t);
 
-    t_call(e, "GET", "/generate", NULL, NULL, &t);
-    CHECK_ERROR(&t, 405, "method_not_allowed", -1, NULL);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "GET", "/generate", NULL, NULL,
+                     405, "method_not_allowed", -1, NULL);
 
-    t_call(e, "POST", "/jobs/job_0123/events", NULL, NULL, &t);
-    CHECK_ERROR(&t, 405, NULL, -1, NULL);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "POST", "/jobs/job_0123/events", NULL, NULL,
+                     405, NULL, -1, NULL);
 }
 
 static void test_preflight_and_cors(t_env *e)
@@ -101,24 +98,16 @@ static void test_ids(t_env *e)
         t_resp_done(&t);
     }
     /* Well-formed ids that do not exist. */
-    t_call(e, "GET", "/datasets/ds_0123456789abcdef01234567", NULL, NULL, &t);
-    CHECK_ERROR(&t, 404, "not_found", -1, "id");
-    t_resp_done(&t);
-    t_call(e, "GET", "/jobs/job_0123456789abcdef01234567", NULL, NULL, &t);
-    CHECK_ERROR(&t, 404, "not_found", -1, "id");
-    t_resp_done(&t);
-    t_call(e, "POST", "/jobs/job_0123456789abcdef01234567/cancel", NULL, NULL,
-           &t);
-    CHECK_ERROR(&t, 404, "not_found", -1, "id");
-    t_resp_done(&t);
-    t_call(e, "GET", "/jobs/job_0123456789abcdef01234567/events", NULL, NULL,
-           &t);
-    CHECK_ERROR(&t, 404, "not_found", -1, "id");
-    t_resp_done(&t);
-    t_call(e, "DELETE", "/datasets/ds_0123456789abcdef01234567", NULL, NULL,
-           &t);
-    CHECK_ERROR(&t, 404, "not_found", -1, "id");
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "GET", "/datasets/ds_0123456789abcdef01234567",
+                     NULL, NULL, 404, "not_found", -1, "id");
+    CHECK_CALL_ERROR(e, "GET", "/jobs/job_0123456789abcdef01234567",
+                     NULL, NULL, 404, "not_found", -1, "id");
+    CHECK_CALL_ERROR(e, "POST", "/jobs/job_0123456789abcdef01234567/cancel",
+                     NULL, NULL, 404, "not_found", -1, "id");
+    CHECK_CALL_ERROR(e, "GET", "/jobs/job_0123456789abcdef01234567/events",
+                     NULL, NULL, 404, "not_found", -1, "id");
+    CHECK_CALL_ERROR(e, "DELETE", "/datasets/ds_0123456789abcdef01234567",
+                     NULL, NULL, 404, "not_found", -1, "id");
 }
 
 static void test_bodies(t_env *e)
@@ -131,24 +120,21 @@ static void test_bodies(t_env *e)
     CHECK_ERROR(&t, 413, "body_too_large", -1, NULL);
     t_resp_done(&t);
 
-    t_call(e, "POST", "/generate", "text/plain", "{\"prompt\":\"x\"}", &t);
-    CHECK_ERROR(&t, 415, "unsupported_media_type", -1, NULL);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "POST", "/generate", "text/plain",
+                     "{\"prompt\":\"x\"}",
+                     415, "unsupported_media_type", -1, NULL);
 
     static const char *const bad_json[] = {
         "", "{", "[1,2]", "\"str\"", "{\"prompt\":\"a\"} x", "nul",
         "{\"prompt\":\"\xC3\x28\"}", "{\"prompt\":\"\xED\xA0\x80\"}",
         "{\"prompt\":\"\xC0\xAF\"}",
     };
-    for (size_t i = 0; i < sizeof(bad_json) / sizeof(bad_json[0]); i++) {
-        t_call(e, "POST", "/generate", "application/json", bad_json[i], &t);
-        CHECK_ERROR(&t, 400, "invalid_json", -1, NULL);
-        t_resp_done(&t);
-    }
+    for (size_t i = 0; i < sizeof(bad_json) / sizeof(bad_json[0]); i++)
+        CHECK_CALL_ERROR(e, "POST", "/generate", "application/json",
+                         bad_json[i], 400, "invalid_json", -1, NULL);
     /* A missing body on a JSON route. */
-    t_call(e, "POST", "/generate", NULL, NULL, &t);
-    CHECK_ERROR(&t, 400, "invalid_json", -1, NULL);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "POST", "/generate", NULL, NULL,
+                     400, "invalid_json", -1, NULL);
 }
 
 static void test_models(t_env *e)
@@ -175,14 +161,6 @@ static void ui_get(t_env *e, const char *path, const char *inm,
     api_dispatch(&e->ctx, &req, r);
 }
 
-static const char *resp_header(const api_response *r, const char *name)
-{
-    for (int i = 0; i < r->n_headers; i++)
-        if (strcasecmp(r->header_names[i], name) == 0)
-            return r->header_values[i];
-    return NULL;
-}
-
 static void test_dashboard(t_env *e)
 {
     api_response r;
@@ -191,23 +169,23 @@ static void test_dashboard(t_env *e)
     CHECK_STR(r.content_type, "text/html; charset=utf-8");
     CHECK(r.body && strstr(r.body, "<!doctype html>") != NULL);
     CHECK(r.body && strstr(r.body, "/ui/app.js") != NULL);
-    CHECK_STR(resp_header(&r, "Cache-Control"), "no-cache");
-    CHECK(resp_header(&r, "Content-Security-Policy") != NULL);
+    CHECK_STR(t_resp_header(&r, "Cache-Control"), "no-cache");
+    CHECK(t_resp_header(&r, "Content-Security-Policy") != NULL);
     char etag[64];
     snprintf(etag, sizeof etag, "%s",
-             resp_header(&r, "ETag") ? resp_header(&r, "ETag") : "");
+             t_resp_header(&r, "ETag") ? t_resp_header(&r, "ETag") : "");
     CHECK(etag[0] == '"' && strlen(etag) == 18);
     api_response_done(&r);
 
     ui_get(e, "/ui/", NULL, &r);     /* trailing slash: the same page */
     CHECK_INT(r.status, 200);
-    CHECK_STR(resp_header(&r, "ETag"), etag);
+    CHECK_STR(t_resp_header(&r, "ETag"), etag);
     api_response_done(&r);
 
     ui_get(e, "/", etag, &r);        /* revalidation */
     CHECK_INT(r.status, 304);
     CHECK(r.body == NULL);
-    CHECK_STR(resp_header(&r, "ETag"), etag);
+    CHECK_STR(t_resp_header(&r, "ETag"), etag);
     api_response_done(&r);
     char list[128];
     snprintf(list, sizeof list, "\"0000\", W/%s", etag);
@@ -231,16 +209,12 @@ static void test_dashboard(t_env *e)
         api_response_done(&r);
     }
 
-    t_resp t;
-    t_call(e, "GET", "/ui/nope.js", NULL, NULL, &t);
-    CHECK_ERROR(&t, 404, "not_found", -1, NULL);
-    t_resp_done(&t);
-    t_call(e, "GET", "/ui/..%2fapi.h", NULL, NULL, &t);
-    CHECK_ERROR(&t, 404, NULL, -1, NULL);
-    t_resp_done(&t);
-    t_call(e, "POST", "/", NULL, NULL, &t);
-    CHECK_ERROR(&t, 405, "method_not_allowed", -1, NULL);
-    t_resp_done(&t);
+    CHECK_CALL_ERROR(e, "GET", "/ui/nope.js", NULL, NULL,
+                     404, "not_found", -1, NULL);
+    CHECK_CALL_ERROR(e, "GET", "/ui/..%2fapi.h", NULL, NULL,
+                     404, NULL, -1, NULL);
+    CHECK_CALL_ERROR(e, "POST", "/", NULL, NULL,
+                     405, "method_not_allowed", -1, NULL);
 }
 
 int main(void)
@@ -255,5 +229,5 @@ int main(void)
     test_models(&e);
     test_dashboard(&e);
     t_env_done(&e);
-    return t_finish("test_router");
+    return test_done("test_router");
 }
