@@ -17,9 +17,7 @@
  * check on fixed strings; for TinyLlama not when the text holds U+2581,
  * SentencePiece's own space mark).
  */
-#include "tests/fuzz/fuzz.h"
-
-#include "engine/engine.h"
+#include "tests/fuzz/fuzz_tok.h"
 
 /* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF),
  * written here independently of the engine's check it is compared with. */
@@ -126,13 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FZ_ASSERT(r == 0);
     FZ_ASSERT(n >= 0 && n <= cap);
-    int vocab = eng_tokenizer_vocab_size(t);
-    for (int j = 0; j < n; j++) {
-        FZ_ASSERT(ids[j] >= 0 && ids[j] < vocab);
-        const char *bytes;
-        FZ_ASSERT(eng_tokenizer_piece(t, j ? ids[j - 1] : -1, ids[j],
-                                      &bytes) >= 0);
-    }
+    fz_check_ids(t, ids, n);
     char *back = NULL;
     FZ_ASSERT(eng_tokenizer_decode(t, ids, n, &back) >= 0 && back);
     /* SentencePiece writes spaces as U+2581: a literal one in the text

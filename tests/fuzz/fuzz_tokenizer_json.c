@@ -14,9 +14,7 @@
  * cJSON (printed and parsed again, the tokenizer loads again with the same
  * vocabulary size and the same encodings).
  */
-#include "tests/fuzz/fuzz.h"
-
-#include "engine/engine.h"
+#include "tests/fuzz/fuzz_tok.h"
 
 #include <cjson/cJSON.h>
 
@@ -56,16 +54,7 @@ static void use_tokenizer(const eng_tokenizer *t, enc *e)
         FZ_ASSERT(n >= 0);
         int k = n < CAP ? n : CAP;
         memcpy(e->ids[i], ids, (size_t)k * sizeof(ids[0]));
-        for (int j = 0; j < k; j++) {
-            FZ_ASSERT(ids[j] >= 0 && ids[j] < vocab);
-            const char *bytes;
-            FZ_ASSERT(eng_tokenizer_piece(t, j ? ids[j - 1] : -1, ids[j],
-                                          &bytes) >= 0);
-        }
-        char *text = NULL;
-        if (eng_tokenizer_decode(t, ids, k, &text) >= 0)
-            FZ_ASSERT(text != NULL);
-        free(text);
+        fz_check_encoding(t, ids, k);
     }
 }
 
