@@ -256,7 +256,7 @@ def main():
         finally:
             other.cleanup()
 
-    try:
+    def checks():
         t.check("keys create/list (hash only)", create_keys)
         t.check("daemon starts with keys", starts)
         t.check("every route but /health: 401 without a valid key",
@@ -272,9 +272,8 @@ def main():
         t.check("rate limit: 429 + Retry-After", rate_limit)
         t.check("jobs in flight quota: 429", jobs_quota)
         t.check("no key: loopback only, said at start", loopback_only)
-    finally:
-        d.cleanup()
-    t.finish()
+
+    tunalib.run_checks(t, d, checks)
 
 
 if __name__ == "__main__":

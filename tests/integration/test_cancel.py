@@ -81,7 +81,7 @@ def main():
         assert any((e.get("data") or {}).get("status") == "cancelled"
                    for e in items), items[-5:]
 
-    try:
+    def checks():
         if t.check("a running job and a queued one", start_two):
             t.check("cancel the queued job", cancel_queued)
             t.check("cancel the running job", cancel_running)
@@ -89,11 +89,8 @@ def main():
                     queued_never_started)
             t.check("events record the cancel", events_tell)
         t.check("cancel a finished job: 409", cancel_finished)
-        if t.failed:
-            print(d.log_tail())
-    finally:
-        d.cleanup()
-    t.finish()
+
+    tunalib.run_checks(t, d, checks)
 
 
 if __name__ == "__main__":

@@ -541,7 +541,7 @@ def main():
         finally:
             k.cleanup()
 
-    try:
+    def checks():
         t.check("daemon starts", start)
         t.check("--version, --help of every command, usage errors",
                 version_help)
@@ -565,13 +565,14 @@ def main():
         t.check("follow reconnects with Last-Event-ID after a cut",
                 reconnect)
         t.check("API keys: TUNA_API_KEY, --api-key, 401", api_keys)
-    finally:
-        d.cleanup()
+
+    def remove_bad():
         try:
             os.unlink(bad)
         except OSError:
             pass
-    t.finish()
+
+    tunalib.run_checks(t, d, checks, cleanup=[remove_bad])
 
 
 if __name__ == "__main__":

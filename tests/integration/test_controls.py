@@ -140,7 +140,7 @@ def main():
         r = d.request("GET", "/jobs/%s/report" % job["id"])
         assert r.status == 409, r
 
-    try:
+    def checks():
         d.start()
         with open(ZOG) as f:
             import json
@@ -152,11 +152,8 @@ def main():
                 pause_resume_priority)
         t.check("stop-and-save: succeeded with a note", stop_and_save)
         t.check("cancel discards the checkpoints", cancel_discards)
-        if t.failed:
-            print(d.log_tail(60))
-    finally:
-        d.cleanup()
-    t.finish()
+
+    tunalib.run_checks(t, d, checks, 60)
 
 
 if __name__ == "__main__":

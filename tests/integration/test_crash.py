@@ -438,7 +438,7 @@ def main():
         print("   %d kills in all; %d datasets and %d jobs acknowledged, "
               "all intact" % (s["kills"], len(led.datasets), len(led.jobs)))
 
-    try:
+    def checks():
         d.start(timeout=120)
         ok = t.check("kill -9 during concurrent uploads (%d rounds)" %
                      UPLOAD_ROUNDS, uploads_killed)
@@ -450,11 +450,8 @@ def main():
         if ok:
             t.check("after a clean stop: integrity_check, nothing lost",
                     final_state)
-        if t.failed:
-            print(d.log_tail(60))
-    finally:
-        d.cleanup()
-    t.finish()
+
+    tunalib.run_checks(t, d, checks, 60)
 
 
 if __name__ == "__main__":

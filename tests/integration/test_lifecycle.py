@@ -108,7 +108,7 @@ def main():
             finally:
                 d3.cleanup()
 
-    try:
+    def checks():
         t.check("--help and bad flags", help_texts)
         if t.check("starts and answers /health", starts):
             t.check("taken port: non-zero exit and a message", taken_port)
@@ -119,12 +119,9 @@ def main():
         t.check("CORS restricted to listed origins", cors_restricted)
         t.check("a signal right after start: exit 0",
                 sigterm_right_after_start)
-        if t.failed:
-            print(d.log_tail())
-    finally:
-        d.cleanup()
-        subprocess.run(["rm", "-rf", tmp])
-    t.finish()
+
+    tunalib.run_checks(t, d, checks,
+                       cleanup=[lambda: subprocess.run(["rm", "-rf", tmp])])
 
 
 if __name__ == "__main__":

@@ -270,7 +270,7 @@ def main():
                                          "prompt": "Once", "max_tokens": 4})
         assert r["text"], r
 
-    try:
+    def checks():
         if t.check("setup: a dataset and jobs", setup):
             t.check("malformed requests: 4xx with a JSON error", all_cases)
             t.check("raw garbage on the socket", raw_garbage)
@@ -278,11 +278,8 @@ def main():
         for k in ("long", "queued"):
             if k in s:
                 d.request("POST", "/jobs/%s/cancel" % s[k]["id"])
-        if t.failed:
-            print(d.log_tail())
-    finally:
-        d.cleanup()
-    t.finish()
+
+    tunalib.run_checks(t, d, checks)
 
 
 if __name__ == "__main__":

@@ -242,7 +242,7 @@ def main():
     d = tunalib.Daemon(tunad, args=["--models-dir", models, "--workers", "1"])
     runner = tunalib.Runner("models")
     state = {}
-    try:
+    def checks():
         d.start()
         runner.check("model list without loading", check_list, d)
         runner.check("tokenize / detokenize", check_tokenize, d)
@@ -251,12 +251,9 @@ def main():
         if runner.check("jobs on HF and GGUF bases, exports, import",
                         check_jobs_and_exports, d, state):
             runner.check("bad imports and exports", check_bad, d, state)
-    finally:
-        if runner.failed:
-            print(d.log_tail())
-        d.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
-    runner.finish()
+
+    tunalib.run_checks(runner, d, checks,
+                       cleanup=[lambda: shutil.rmtree(work, ignore_errors=True)])
 
 
 if __name__ == "__main__":

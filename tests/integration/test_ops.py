@@ -219,16 +219,15 @@ def main():
         assert not os.path.exists(typo), os.listdir(typo)
         assert not os.path.exists(os.path.join(tmp, "backup2"))
 
-    try:
+    def checks():
         t.check("config check and precedence", config_check)
         t.check("HTTPS with a self-signed certificate", tls)
         t.check("/metrics parses; JSON logs carry the request id",
                 metrics_and_logs)
         t.check("backup while serving", backup_while_serving)
-    finally:
-        d.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
-    t.finish()
+
+    tunalib.run_checks(t, d, checks,
+                       cleanup=[lambda: shutil.rmtree(tmp, ignore_errors=True)])
 
 
 if __name__ == "__main__":

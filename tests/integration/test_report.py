@@ -55,15 +55,12 @@ def main():
         print("   tuned: %r" % ex[0]["tuned"][:90])
         print("   base:  %r" % ex[0]["base"][:90])
 
-    try:
+    def checks():
         d.start()
         if t.check("a job on zog.jsonl writes its report", job_with_report):
             t.check("the tuned model is ahead of prompting", tuned_ahead)
-        if t.failed:
-            print(d.log_tail(60))
-    finally:
-        d.cleanup()
-    t.finish()
+
+    tunalib.run_checks(t, d, checks, 60)
 
 
 if __name__ == "__main__":

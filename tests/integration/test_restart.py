@@ -62,17 +62,14 @@ def main():
         rc = d.stop(signal.SIGINT, timeout=30)
         assert rc == 0, rc
 
-    try:
+    def checks():
         if t.check("kill -9 while a job runs", kill_while_running):
             t.check("restart: the job finishes", restart_finishes)
         if t.check("SIGTERM while a job runs: exit 0", sigterm_while_running):
             t.check("the job runs again at the next start",
                     resumes_after_sigterm)
-        if t.failed:
-            print(d.log_tail())
-    finally:
-        d.cleanup()
-    t.finish()
+
+    tunalib.run_checks(t, d, checks)
 
 
 if __name__ == "__main__":

@@ -120,17 +120,13 @@ def main():
         steps = [int(x.split(",")[0]) for x in lines[1:]]
         assert steps == list(range(1, s["total"] + 1)), steps[:10]
 
-    try:
+    def checks():
         if t.check("uninterrupted reference run", uninterrupted):
             if t.check("kill -9 %d times: same steps, same adapter bytes"
                        % KILLS, torture):
                 t.check("metrics.csv has every step once", metrics_csv)
-        if t.failed:
-            print(d.log_tail(60))
-    finally:
-        ref.cleanup()
-        d.cleanup()
-    t.finish()
+
+    tunalib.run_checks(t, d, checks, 60, cleanup=[ref.cleanup])
 
 
 if __name__ == "__main__":

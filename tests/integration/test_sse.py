@@ -14,7 +14,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tunalib import Daemon, Runner, SKIP, example, tunad_path  # noqa: E402
+from tunalib import (Daemon, Runner, SKIP, example, run_checks,  # noqa: E402
+                     tunad_path)
 
 
 def curl_sse(url, headers=()):
@@ -157,17 +158,14 @@ def main():
         sys.exit(SKIP)
     d = Daemon(tunad).start()
     run = Runner("sse")
-    try:
+    def checks():
         run.check("SSE stream, disconnect, resume with Last-Event-ID",
                   check_stream_and_resume, d)
         run.check("dry run: counts and estimates, nothing stored",
                   check_dry_run, d)
         run.check("auto hyperparameters chosen and reported", check_auto, d)
-    finally:
-        if run.failed:
-            print(d.log_tail())
-        d.cleanup()
-    run.finish()
+
+    run_checks(run, d, checks)
 
 
 if __name__ == "__main__":

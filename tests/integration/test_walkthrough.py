@@ -106,7 +106,7 @@ def main():
         models = d.json("GET", "/models")
         assert state["job"]["model"] in repr(models), models
 
-    try:
+    def checks():
         t.check("health", health)
         t.check("base model listed", base_listed)
         if t.check("POST /jobs with the Zog dataset", submit):
@@ -116,11 +116,8 @@ def main():
                 t.check("tuned model writes about Zog", tuned_mentions_zog)
                 t.check("tuned model in GET /models", tuned_listed)
         t.check("base model does not", base_does_not)
-        if t.failed:
-            print(d.log_tail())
-    finally:
-        d.cleanup()
-    t.finish()
+
+    tunalib.run_checks(t, d, checks)
 
 
 if __name__ == "__main__":

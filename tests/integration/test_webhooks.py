@@ -138,7 +138,7 @@ def main():
         time.sleep(3)
         assert len(rcv.hits) == n, rcv.hits[n:]
 
-    try:
+    def checks():
         d.start()
         if t.check("a job succeeds, one is cancelled, one fails",
                    three_endings):
@@ -146,12 +146,8 @@ def main():
                     deliveries)
             t.check("a restart delivers nothing again",
                     restart_sends_nothing_twice)
-        if t.failed:
-            print(d.log_tail(60))
-    finally:
-        d.cleanup()
-        rcv.srv.shutdown()
-    t.finish()
+
+    tunalib.run_checks(t, d, checks, 60, cleanup=[rcv.srv.shutdown])
 
 
 if __name__ == "__main__":

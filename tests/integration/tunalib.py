@@ -276,3 +276,19 @@ class Runner:
             sys.exit(1)
         print("%s: all passed" % self.name)
         sys.exit(0)
+
+
+def run_checks(t, d, checks, log_lines=40, cleanup=()):
+    """The end of a test's main: runs checks() (its t.check calls) against
+    the daemon d; if a check failed, prints the end of d's log; cleans d up
+    (then calls each function in cleanup) whatever happened; exits through
+    t.finish()."""
+    try:
+        checks()
+    finally:
+        if t.failed:
+            print(d.log_tail(log_lines))
+        d.cleanup()
+        for fn in cleanup:
+            fn()
+    t.finish()
