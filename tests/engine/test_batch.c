@@ -16,22 +16,13 @@
  */
 #include "engine/batch.h"
 #include "engine/session.h"
+#include "tests/engine/test_util.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-#define CHECK(c)                                                             \
-    do {                                                                     \
-        if (!(c)) {                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-                    #c);                                                     \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
 
 static uint64_t rng = 88172645463325252ull;
 
@@ -158,15 +149,6 @@ static eng_adapter *make_adapter(const eng_model *m, int rank,
 }
 
 /* ---- batched vs session forward ------------------------------------------ */
-
-static double max_diff(const float *a, const float *b, int n)
-{
-    double d = 0;
-
-    for (int i = 0; i < n; i++)
-        d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
-}
 
 static void test_vs_session(eng_model *m, eng_adapter *ad, const char *name)
 {
@@ -432,14 +414,12 @@ static void test_pin(const char *path)
 
 int main(void)
 {
-    const char *root = getenv("TUNA_SOURCE_ROOT");
     char path[1024], err[256] = "";
     eng_model *model = NULL, *rnd = NULL;
     eng_config c = { 0 };
 
     test_rowmm();
-    snprintf(path, sizeof(path), "%s/models/stories260K/stories260K.bin",
-             root ? root : ".");
+    test_path(path, sizeof(path), "models/stories260K/stories260K.bin");
     if (eng_model_load_llama2c(path, &model, err, sizeof(err))) {
         fprintf(stderr, "%s\n", err);
         return 1;
@@ -458,9 +438,5 @@ int main(void)
         test_alone_vs_batched(rnd, "random 128x344");
     eng_model_unref(rnd);
     eng_model_unref(model);
-    if (failures)
-        fprintf(stderr, "%d failure(s)\n", failures);
-    else
-        printf("batch: ok\n");
-    return failures ? 1 : 0;
+    return test_done("batch");
 }
