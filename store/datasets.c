@@ -91,19 +91,15 @@ int store_dataset_delete(store *s, const char *id)
     int64_t in_use = 0;
     int changed = 0, r;
     store_lock(s);
-    if ((r = store_begin(s)) < 0 ||
-        (r = store_query_int64(s, SQL_IN_USE, &in_use, "t", id)) < 0)
-        goto out;
-    if (in_use) {
-        r = -EBUSY;
-        goto out;
+    if ((r = store_begin(s)) == 0 &&
+        (r = store_query_int64(s, SQL_IN_USE, &in_use, "t", id)) == 0) {
+        if (in_use)
+            r = -EBUSY;
+        else if ((r = store_exec(s, SQL_DELETE, &changed, "t", id)) == 0 &&
+                 !changed)
+            r = -ENOENT;
     }
-    if ((r = store_exec(s, SQL_DELETE, &changed, "t", id)) < 0)
-        goto out;
-    r = changed ? store_commit(s) : -ENOENT;
-out:
-    if (r < 0)
-        store_rollback(s);
+    r = store_end(s, r);
     store_unlock(s);
     return r;
 }

@@ -166,21 +166,10 @@ static void job_done(void *row) { store_job_done(row); }
 static const store_rowtype job_row = { sizeof(store_job), read_row,
                                        job_done };
 
-/* A job's status, or another single text column (at most 48 bytes). */
-typedef char text48[48];
-
-static int read_text(sqlite3_stmt *st, void *row)
-{
-    store_col_text(st, 0, row, sizeof(text48));
-    return 0;
-}
-
-static const store_rowtype text_row = { sizeof(text48), read_text, NULL };
-
 static int query_status(store *s, const char *id, char *buf, size_t len)
 {
-    text48 status;
-    int r = store_query_row(s, SQL_STATUS, &text_row, status, "t", id);
+    store_text48 status;
+    int r = store_query_row(s, SQL_STATUS, &store_text48_row, status, "t", id);
     if (r == 0) {
         size_t n = strnlen(status, len - 1);
         memcpy(buf, status, n);
@@ -217,6 +206,32 @@ static int update_one(store *s, const char *sql, const char *id,
     return r;
 }
 
+/* A change that depends on the job's status (cancel, pause, stop): runs
+ * the statement status allows, with action (NULL for cancel), and leaves
+ * the status the job ends in in status (16 bytes); -EBUSY when status
+ * allows none. */
+typedef int status_change(store *s, const char *id, const char *action,
+                          char *status);
+
+/* Reads job id's status and applies change in one write transaction, so
+ * no claim can come between; ret_status (may be NULL) gets the status
+ * after it. */
+static int change_by_status(store *s, const char *id, const char *action,
+                            status_change *change, char *ret_status)
+{
+    char status[16];
+    int r;
+    store_lock(s);
+    if ((r = store_begin(s)) == 0 &&
+        (r = query_status(s, id, status, sizeof(status))) == 0)
+        r = change(s, id, action, status);
+    r = store_end(s, r);
+    store_unlock(s);
+    if (r == 0 && ret_status)
+        memcpy(ret_status, status, sizeof(status));
+    return r;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Insert, get, list                                                         */
 
@@ -232,8 +247,8 @@ static int check_insert(store *s, const store_job *j, char *existing)
 {
     int r;
     if (j->idempotency_key[0]) {
-        r = store_query_row(s, SQL_BY_IDEMPOTENCY, &text_row, existing, "tt",
-                            j->owner, j->idempotency_key);
+        r = store_query_row(s, SQL_BY_IDEMPOTENCY, &store_text48_row,
+                            existing, "tt", j->owner, j->idempotency_key);
         if (r != -ENOENT)
             return r == 0 ? -EEXIST : r;
     }
@@ -247,22 +262,18 @@ int store_job_insert(store *s, const store_job *j, char *ret_existing_id)
 {
     if (!j || !j->id[0] || !j->dataset_id[0] || !j->base_model[0])
         return -EINVAL;
-    text48 existing = "";
+    store_text48 existing = "";
     int r;
     store_lock(s);
-    if ((r = store_begin(s)) < 0 || (r = check_insert(s, j, existing)) < 0)
-        goto out;
-    r = store_exec(s, SQL_INSERT, NULL, "tttntttIitinnn", j->id,
-                   j->base_model, j->dataset_id, j->val_dataset_id,
-                   j->hyperparameters ? j->hyperparameters : "{}", j->suffix,
-                   j->model, j->created_at > 0 ? j->created_at : store_now(),
-                   j->priority, j->owner, (int)j->shared, j->idempotency_key,
-                   j->webhook_url, j->webhook_secret);
-    if (r == 0)
-        r = store_commit(s);
-out:
-    if (r < 0)
-        store_rollback(s);
+    if ((r = store_begin(s)) == 0 && (r = check_insert(s, j, existing)) == 0)
+        r = store_exec(s, SQL_INSERT, NULL, "tttntttIitinnn", j->id,
+                       j->base_model, j->dataset_id, j->val_dataset_id,
+                       j->hyperparameters ? j->hyperparameters : "{}",
+                       j->suffix, j->model,
+                       j->created_at > 0 ? j->created_at : store_now(),
+                       j->priority, j->owner, (int)j->shared,
+                       j->idempotency_key, j->webhook_url, j->webhook_secret);
+    r = store_end(s, r);
     store_unlock(s);
     if (r == -EEXIST && existing[0] && ret_existing_id)
         memcpy(ret_existing_id, existing, sizeof(existing));
@@ -306,15 +317,11 @@ int store_job_claim_next(store *s, const char *worker, store_job *ret)
         return -EINVAL;
     int r;
     store_lock(s);
-    if ((r = store_begin(s)) < 0 ||
-        (r = store_query_row(s, SQL_CLAIM, &job_row, ret, "tI", worker,
-                             store_now())) < 0)
-        goto out;
-    if ((r = store_commit(s)) < 0)
-        store_job_done(ret);
-out:
-    if (r < 0)
-        store_rollback(s);
+    bool claimed = (r = store_begin(s)) == 0 &&
+                   (r = store_query_row(s, SQL_CLAIM, &job_row, ret, "tI",
+                                        worker, store_now())) == 0;
+    if ((r = store_end(s, r)) < 0 && claimed)
+        store_job_done(ret);    /* the commit failed: the claim is undone */
     store_unlock(s);
     return r;
 }
@@ -341,49 +348,36 @@ int store_job_finish(store *s, const char *id, const char *status,
                       store_now());
 }
 
+static int cancel_change(store *s, const char *id, const char *action,
+                         char *status)
+{
+    (void)action;
+    if (!strcmp(status, "queued") || !strcmp(status, "paused")) {
+        snprintf(status, 16, "cancelled");
+        return store_exec(s, SQL_CANCEL_QUEUED, NULL, "tI", id, store_now());
+    }
+    if (!strcmp(status, "running"))
+        return store_exec(s, SQL_CANCEL_RUNNING, NULL, "t", id);
+    return -EBUSY;
+}
+
 int store_job_cancel(store *s, const char *id, char *ret_status)
 {
     if (!id)
         return -EINVAL;
-    char status[16];
-    int r;
-    store_lock(s);
-    if ((r = store_begin(s)) < 0 ||
-        (r = query_status(s, id, status, sizeof(status))) < 0)
-        goto out;
-    if (!strcmp(status, "queued") || !strcmp(status, "paused")) {
-        r = store_exec(s, SQL_CANCEL_QUEUED, NULL, "tI", id, store_now());
-        snprintf(status, sizeof(status), "cancelled");
-    } else if (!strcmp(status, "running")) {
-        r = store_exec(s, SQL_CANCEL_RUNNING, NULL, "t", id);
-    } else {
-        r = -EBUSY;
-    }
-    if (r == 0)
-        r = store_commit(s);
-out:
-    if (r < 0)
-        store_rollback(s);
-    store_unlock(s);
-    if (r == 0 && ret_status)
-        memcpy(ret_status, status, sizeof(status));
-    return r;
+    return change_by_status(s, id, NULL, cancel_change, ret_status);
 }
 
 int store_job_requeue_running(store *s, int *ret_n)
 {
     int r, n = 0;
     store_lock(s);
-    if ((r = store_begin(s)) < 0 ||
+    if ((r = store_begin(s)) == 0 &&
         (r = store_exec(s, SQL_REQUEUE_CANCELLED, NULL, "I",
-                        store_now())) < 0 ||
-        (r = store_exec(s, SQL_REQUEUE_PAUSED, NULL, "")) < 0 ||
-        (r = store_exec(s, SQL_REQUEUE, &n, "")) < 0)
-        goto out;
-    r = store_commit(s);
-out:
-    if (r < 0)
-        store_rollback(s);
+                        store_now())) == 0 &&
+        (r = store_exec(s, SQL_REQUEUE_PAUSED, NULL, "")) == 0)
+        r = store_exec(s, SQL_REQUEUE, &n, "");
+    r = store_end(s, r);
     store_unlock(s);
     if (r == 0 && ret_n)
         *ret_n = n;
@@ -391,7 +385,7 @@ out:
 }
 
 typedef struct queue_pos {
-    text48 status;
+    store_text48 status;
     int pos;
 } queue_pos;
 
@@ -461,33 +455,25 @@ static const char *control_sql(const char *action, const char *status,
     return NULL;
 }
 
+static int control_change(store *s, const char *id, const char *action,
+                          char *status)
+{
+    const char *sql = control_sql(action, status, status);
+    if (!sql)
+        return -EBUSY;
+    if (sql == SQL_CONTROL_RUNNING)
+        return store_exec(s, sql, NULL, "tt", id, action);
+    if (sql == SQL_STATUS)   /* already paused */
+        return 0;
+    return store_exec(s, sql, NULL, "t", id);
+}
+
 int store_job_control(store *s, const char *id, const char *action,
                       char *ret_status)
 {
     if (!id || !action || (strcmp(action, "stop") && strcmp(action, "pause")))
         return -EINVAL;
-    char status[16];
-    int r;
-    const char *sql;
-    store_lock(s);
-    if ((r = store_begin(s)) < 0 ||
-        (r = query_status(s, id, status, sizeof(status))) < 0)
-        goto out;
-    if (!(sql = control_sql(action, status, status)))
-        r = -EBUSY;
-    else if (sql == SQL_CONTROL_RUNNING)
-        r = store_exec(s, sql, NULL, "tt", id, action);
-    else if (sql != SQL_STATUS)   /* SQL_STATUS: already paused */
-        r = store_exec(s, sql, NULL, "t", id);
-    if (r == 0)
-        r = store_commit(s);
-out:
-    if (r < 0)
-        store_rollback(s);
-    store_unlock(s);
-    if (r == 0 && ret_status)
-        memcpy(ret_status, status, sizeof(status));
-    return r;
+    return change_by_status(s, id, action, control_change, ret_status);
 }
 
 int store_job_pause(store *s, const char *id)

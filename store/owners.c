@@ -66,51 +66,52 @@ int store_job_get_for(store *s, const char *id, const char *owner,
     return 0;
 }
 
-typedef char row_id[48];
-
-static int read_id(sqlite3_stmt *st, void *row)
-{
-    store_col_text(st, 0, row, sizeof(row_id));
-    return 0;
-}
-
-static const store_rowtype id_row = { sizeof(row_id), read_id, NULL };
-
 /* The ids an owner sees, newest first: a malloc'd array of 48-byte ids. */
 static int visible_ids(store *s, const char *sql, const char *owner,
-                       const char *status, int limit, row_id **ret,
+                       const char *status, int limit, store_text48 **ret,
                        int *ret_n)
 {
     int r;
     limit = limit > 0 ? limit : -1;
     store_lock(s);
     if (sql == SQL_JOB_IDS)
-        r = store_query_rows(s, sql, &id_row, (void **)ret, ret_n, "nni",
-                             owner, status, limit);
+        r = store_query_rows(s, sql, &store_text48_row, (void **)ret, ret_n,
+                             "nni", owner, status, limit);
     else
-        r = store_query_rows(s, sql, &id_row, (void **)ret, ret_n, "ni",
-                             owner, limit);
+        r = store_query_rows(s, sql, &store_text48_row, (void **)ret, ret_n,
+                             "ni", owner, limit);
     store_unlock(s);
     return r;
 }
 
-int store_dataset_list_for(store *s, const char *owner, int limit,
-                           store_dataset **ret, int *ret_n)
+/* How a list reads the rows of the ids it selected: the table's plain
+ * getter, the row size and what frees a row (NULL: nothing). */
+typedef struct visible_type {
+    int (*get)(store *s, const char *id, void *ret);
+    size_t size;
+    void (*done)(void *row);
+} visible_type;
+
+/* The rows an owner sees (sql selects their ids, see visible_ids), read
+ * one by one with t->get; a row deleted in between is skipped. */
+static int list_visible(store *s, const visible_type *t, const char *sql,
+                        const char *owner, const char *status, int limit,
+                        void **ret, int *ret_n)
 {
     if (!ret || !ret_n)
         return -EINVAL;
-    row_id *ids = NULL;
+    store_text48 *ids = NULL;
     int n = 0, k = 0;
-    int r = visible_ids(s, SQL_DS_IDS, owner, NULL, limit, &ids, &n);
+    int r = visible_ids(s, sql, owner, status, limit, &ids, &n);
     if (r < 0)
         return r;
-    store_dataset *v = malloc(sizeof(*v) * (size_t)(n ? n : 1));
+    char *v = calloc((size_t)(n ? n : 1), t->size);
     if (!v) {
         free(ids);
         return -ENOMEM;
     }
     for (int i = 0; i < n && r == 0; i++) {
-        r = store_dataset_get(s, ids[i], &v[k]);
+        r = t->get(s, ids[i], v + (size_t)k * t->size);
         if (r == 0)
             k++;
         else if (r == -ENOENT)
@@ -118,6 +119,8 @@ int store_dataset_list_for(store *s, const char *owner, int limit,
     }
     free(ids);
     if (r < 0) {
+        for (int i = 0; t->done && i < k; i++)
+            t->done(v + (size_t)i * t->size);
         free(v);
         return r;
     }
@@ -126,36 +129,33 @@ int store_dataset_list_for(store *s, const char *owner, int limit,
     return 0;
 }
 
+static int get_dataset(store *s, const char *id, void *ret)
+{
+    return store_dataset_get(s, id, ret);
+}
+
+static int get_job(store *s, const char *id, void *ret)
+{
+    return store_job_get(s, id, ret);
+}
+
+static void job_done(void *row) { store_job_done(row); }
+
+int store_dataset_list_for(store *s, const char *owner, int limit,
+                           store_dataset **ret, int *ret_n)
+{
+    static const visible_type t = { get_dataset, sizeof(store_dataset),
+                                    NULL };
+    return list_visible(s, &t, SQL_DS_IDS, owner, NULL, limit, (void **)ret,
+                        ret_n);
+}
+
 int store_job_list_for(store *s, const char *owner, const char *status,
                        int limit, store_job **ret, int *ret_n)
 {
-    if (!ret || !ret_n)
-        return -EINVAL;
-    row_id *ids = NULL;
-    int n = 0, k = 0;
-    int r = visible_ids(s, SQL_JOB_IDS, owner, status, limit, &ids, &n);
-    if (r < 0)
-        return r;
-    store_job *v = calloc((size_t)(n ? n : 1), sizeof(*v));
-    if (!v) {
-        free(ids);
-        return -ENOMEM;
-    }
-    for (int i = 0; i < n && r == 0; i++) {
-        r = store_job_get(s, ids[i], &v[k]);
-        if (r == 0)
-            k++;
-        else if (r == -ENOENT)
-            r = 0;
-    }
-    free(ids);
-    if (r < 0) {
-        store_job_list_free(v, k);
-        return r;
-    }
-    *ret = v;
-    *ret_n = k;
-    return 0;
+    static const visible_type t = { get_job, sizeof(store_job), job_done };
+    return list_visible(s, &t, SQL_JOB_IDS, owner, status, limit,
+                        (void **)ret, ret_n);
 }
 
 static int set_shared(store *s, const char *sql, const char *id, bool shared)

@@ -121,6 +121,15 @@ void store_rollback(store *s)
         exec_cached(s, SQL_ROLLBACK);
 }
 
+int store_end(store *s, int r)
+{
+    if (r == 0)
+        r = store_commit(s);
+    if (r < 0)
+        store_rollback(s);
+    return r;
+}
+
 int64_t store_now(void) { return (int64_t)time(NULL); }
 
 /* ------------------------------------------------------------------------ */

@@ -184,6 +184,15 @@ int store_query_rows(store *s, const char *sql, const store_rowtype *t,
 /* ------------------------------------------------------------------------ */
 /* Scalars                                                                   */
 
+static int read_text48(sqlite3_stmt *st, void *row)
+{
+    store_col_text(st, 0, row, sizeof(store_text48));
+    return 0;
+}
+
+const store_rowtype store_text48_row = { sizeof(store_text48), read_text48,
+                                         NULL };
+
 static int read_int64(sqlite3_stmt *st, void *row)
 {
     if (sqlite3_column_type(st, 0) == SQLITE_NULL)

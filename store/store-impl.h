@@ -69,6 +69,10 @@ int store_fail(store *s, int rc);
 int store_begin(store *s);        /* BEGIN IMMEDIATE */
 int store_commit(store *s);
 void store_rollback(store *s);
+/* Ends what store_begin started (also after it failed): commits when r is
+ * 0, rolls back when r or the commit failed. Returns r or the commit's
+ * failure. */
+int store_end(store *s, int r);
 int64_t store_now(void);
 
 /* Binding and reading, with the conventions of store.h: "" binds NULL where
@@ -124,5 +128,9 @@ int store_query_rows(store *s, const char *sql, const store_rowtype *t,
  * no row or the value is NULL. */
 int store_query_int64(store *s, const char *sql, int64_t *ret,
                       const char *fmt, ...);
+
+/* A row of one short text column (an id, a status), cut to 47 bytes. */
+typedef char store_text48[48];
+extern const store_rowtype store_text48_row;
 
 #endif
