@@ -92,6 +92,9 @@ int api_body_load(api_call *c, char **ret_owned, const char **ret_body,
 /* Parses a JSON body after checking its UTF-8; NULL with *err set. */
 cJSON *api_json_parse(const char *s, size_t len, char *err, size_t errlen);
 bool api_id_valid(const char *id, const char *prefix);
+/* The job id in a finetuned model's name "ft:<base>:<suffix>:<job id>";
+ * any other name as it is. */
+const char *api_job_id_of(const char *name);
 /* 24 random hex digits after prefix ("ds_", "job_"). */
 int api_id_new(const char *prefix, char *buf, size_t len);
 /* Content type without parameters, lower case, compared with want. */
@@ -118,6 +121,11 @@ int api_get_bool(api_call *c, const cJSON *obj, const char *field, bool def,
  * maxlen bytes -> 400. *ret is borrowed from obj or is def. */
 int api_get_str(api_call *c, const cJSON *obj, const char *field,
                 size_t maxlen, const char *def, const char **ret);
+/* Every member of obj must be named in keys or more (NULL-terminated; more
+ * may be NULL). -1 after a 400 "unknown field" naming the first other
+ * one. */
+int api_check_keys(api_call *c, const cJSON *obj, const char *const *keys,
+                   const char *const *more);
 /* Query-string getters with the same contract (strict number syntax). */
 int api_query_int(api_call *c, const char *field, int64_t min, int64_t max,
                   int64_t def, int64_t *ret);
@@ -220,6 +228,12 @@ cJSON *api_job_json(api_call *c, const store_job *j);
 int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
                       eng_tokenizer **ret_t, eng_adapter **ret_a,
                       char *ret_name, size_t namelen);
+/* The adapter in dir on the base just taken into *m, *t (models.c). When
+ * it cannot be loaded the base is let go too and *m, *t are NULL (the
+ * caller unrefs what it holds), with the reason in err when known. */
+int api_adapter_on_base(api_ctx *ctx, const char *dir, eng_model **m,
+                        eng_tokenizer **t, eng_adapter **ret_a, char *err,
+                        size_t errlen);
 
 /* The default base model's name. */
 const char *api_default_base(api_ctx *ctx);

@@ -401,15 +401,36 @@ static int open_temp(ingest *g)
     return 0;
 }
 
+/* Flushes and closes the temp file (fsync'd first when it is kept for
+ * good); 0 or -errno. */
+static int close_out(ingest *g, bool sync)
+{
+    int r = fflush(g->out) == 0 && (!sync || fsync(fileno(g->out)) == 0)
+                ? 0 : -errno;
+    if (fclose(g->out) != 0 && r == 0)
+        r = -errno;
+    g->out = NULL;
+    return r;
+}
+
+/* What the parse counted and the file's sha256, into a dataset row. */
+static void put_stats(ingest *g, const char *name, store_dataset *d)
+{
+    snprintf(d->name, sizeof(d->name), "%s", name ? name : "");
+    snprintf(d->format, sizeof(d->format), "%s", api_format_name(g->fmt));
+    d->rows = g->rows;
+    d->tokens = g->tokens;
+    d->bytes = g->bytes;
+    api_sha256_final_hex(&g->sha, d->sha256);
+    d->created_at = api_now();
+}
+
 /* fsync, rename to datasets/<id>.jsonl, fsync the dir, insert the row. */
 static int commit(ingest *g, const char *name, store_dataset *d)
 {
     memset(d, 0, sizeof(*d));
     char final[1024], dir[1024];
-    int r = fflush(g->out) == 0 && fsync(fileno(g->out)) == 0 ? 0 : -errno;
-    if (fclose(g->out) != 0 && r == 0)
-        r = -errno;
-    g->out = NULL;
+    int r = close_out(g, true);
     if (r == 0)
         r = api_id_new("ds_", d->id, sizeof(d->id));
     api_dataset_path(g->ctx->data_dir, d->id, final, sizeof(final));
@@ -421,14 +442,8 @@ static int commit(ingest *g, const char *name, store_dataset *d)
                     "could not store the dataset: %s", strerror(-r));
     g->tmp[0] = '\0';
     api_fsync_dir(dir);
-    snprintf(d->name, sizeof(d->name), "%s", name ? name : "");
-    snprintf(d->format, sizeof(d->format), "%s", api_format_name(g->fmt));
-    d->rows = g->rows;
-    d->tokens = g->tokens;
-    d->bytes = g->bytes;
-    api_sha256_final_hex(&g->sha, d->sha256);
+    put_stats(g, name, d);
     snprintf(d->path, sizeof(d->path), "datasets/%s.jsonl", d->id);
-    d->created_at = api_now();
     snprintf(d->owner, sizeof(d->owner), "%s", g->owner ? g->owner : "");
     d->shared = g->shared;
     r = store_dataset_insert(g->ctx->db, d);
@@ -446,21 +461,12 @@ static int commit(ingest *g, const char *name, store_dataset *d)
 static int keep_temp(ingest *g, const char *name, store_dataset *d)
 {
     memset(d, 0, sizeof(*d));
-    int r = fflush(g->out) == 0 ? 0 : -errno;
-    if (fclose(g->out) != 0 && r == 0)
-        r = -errno;
-    g->out = NULL;
+    int r = close_out(g, false);
     if (r < 0)
         return fail(g->e, 507, "storage_error", -1, NULL,
                     "could not write the dataset file: %s", strerror(-r));
-    snprintf(d->name, sizeof(d->name), "%s", name ? name : "");
-    snprintf(d->format, sizeof(d->format), "%s", api_format_name(g->fmt));
-    d->rows = g->rows;
-    d->tokens = g->tokens;
-    d->bytes = g->bytes;
-    api_sha256_final_hex(&g->sha, d->sha256);
+    put_stats(g, name, d);
     snprintf(d->path, sizeof(d->path), "%s", g->tmp);
-    d->created_at = api_now();
     g->tmp[0] = '\0';
     return 0;
 }

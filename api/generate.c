@@ -72,12 +72,9 @@ int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
         /* a LoRA adapter loaded by name (/v1/load_lora_adapter) */
         int r = api_registry_get_base_err(c->ctx->models, lbase, ret_m, ret_t,
                                           lerr, sizeof(lerr));
-        if (r == 0 && (r = api_registry_get_adapter(c->ctx->models, *ret_m,
-                                                    ldir, ret_a, lerr,
-                                                    sizeof(lerr))) < 0) {
-            eng_model_unref(*ret_m);
-            eng_tokenizer_unref(*ret_t);
-        }
+        if (r == 0)
+            r = api_adapter_on_base(c->ctx, ldir, ret_m, ret_t, ret_a, lerr,
+                                    sizeof(lerr));
         if (r < 0) {
             char msg[400];
             snprintf(msg, sizeof(msg), "the adapter %s cannot be loaded: %s",
@@ -98,8 +95,7 @@ int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
                                     namelen);
     if (ck <= 0)
         return ck;
-    const char *id = strncmp(name, "ft:", 3) == 0 ? strrchr(name, ':') + 1
-                                                  : name;
+    const char *id = api_job_id_of(name);
     store_job j;
     if (job_model(c, name, id, &j) < 0)
         return -1;
@@ -107,14 +103,8 @@ int api_model_resolve(api_call *c, const char *name, eng_model **ret_m,
     int r = api_registry_get_base(c->ctx->models, j.base_model, ret_m, ret_t);
     if (r == 0) {
         api_job_adapter_dir(c->ctx->data_dir, j.id, dir, sizeof(dir));
-        r = api_registry_get_adapter(c->ctx->models, *ret_m, dir, ret_a, err,
-                                     sizeof(err));
-        if (r < 0) {
-            eng_model_unref(*ret_m);
-            eng_tokenizer_unref(*ret_t);
-            *ret_m = NULL;  /* the caller unrefs what it holds */
-            *ret_t = NULL;
-        }
+        r = api_adapter_on_base(c->ctx, dir, ret_m, ret_t, ret_a, err,
+                                sizeof(err));
     }
     if (r < 0) {
         char msg[400];
@@ -135,23 +125,6 @@ static const char *const gen_keys[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed",
     "stop", "stream", "logprobs", "top_logprobs", "output_type", NULL,
 };
-
-static int check_gen_keys(api_call *c, const cJSON *o)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, o) {
-        bool ok = false;
-        for (int i = 0; !ok && gen_keys[i]; i++)
-            ok = strcmp(gen_keys[i], it->string) == 0;
-        if (!ok) {
-            char msg[128];
-            snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", it->string);
-            api_error(c->res, 400, "invalid_parameter", msg, -1, it->string);
-            return -1;
-        }
-    }
-    return 0;
-}
 
 /* "prompt": a string or an array of 1..max_prompts strings. */
 static int parse_prompts(api_call *c, api_completion *j)
@@ -246,7 +219,7 @@ static int parse_gen(api_call *c, api_completion *j, const char **ret_model)
     double temp, top_p;
     getrandom(&rnd, sizeof(rnd), 0);
     rnd &= ((int64_t)1 << 53) - 1;
-    if (check_gen_keys(c, o) < 0 ||
+    if (api_check_keys(c, o, gen_keys, NULL) < 0 ||
         api_get_str(c, o, "model", 255, api_default_base(c->ctx), ret_model) < 0 ||
         parse_prompts(c, j) < 0 ||
         api_get_int(c, o, "max_tokens", 1, c->ctx->limits.max_gen_tokens, 64,

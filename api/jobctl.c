@@ -445,8 +445,7 @@ int api_checkpoint_resolve(api_call *c, const char *name, eng_model **ret_m,
     store_checkpoint k;
     if (split_step(name, jname, sizeof(jname), &step))
         return 1;
-    const char *id = strncmp(jname, "ft:", 3) == 0 ? strrchr(jname, ':') + 1
-                                                   : jname;
+    const char *id = api_job_id_of(jname);
     int r = api_id_valid(id, "job_")
                 ? store_job_get_for(c->ctx->db, id, api_owner(c), &j)
                 : -ENOENT;
@@ -465,14 +464,8 @@ int api_checkpoint_resolve(api_call *c, const char *name, eng_model **ret_m,
     r = api_registry_get_base(c->ctx->models, j.base_model, ret_m, ret_t);
     if (r == 0) {
         snprintf(dir, sizeof(dir), "%s/%s", c->ctx->data_dir, k.path);
-        r = api_registry_get_adapter(c->ctx->models, *ret_m, dir, ret_a, err,
-                                     sizeof(err));
-        if (r < 0) {
-            eng_model_unref(*ret_m);
-            eng_tokenizer_unref(*ret_t);
-            *ret_m = NULL;  /* the caller unrefs what it holds */
-            *ret_t = NULL;
-        }
+        r = api_adapter_on_base(c->ctx, dir, ret_m, ret_t, ret_a, err,
+                                sizeof(err));
     }
     if (r < 0) {
         snprintf(msg, sizeof(msg), "checkpoint %d of job %s cannot be "

@@ -254,26 +254,6 @@ static const char *const json_keys[] = {
     "validation_file", NULL,
 };
 
-static int check_keys(api_call *c, const cJSON *o, const char *const *keys,
-                      const char *const *more)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, o) {
-        bool ok = false;
-        for (int i = 0; !ok && keys[i]; i++)
-            ok = strcmp(keys[i], it->string) == 0;
-        for (int i = 0; !ok && more && more[i]; i++)
-            ok = strcmp(more[i], it->string) == 0;
-        if (!ok) {
-            char msg[128];
-            snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", it->string);
-            api_error(c->res, 400, "invalid_parameter", msg, -1, it->string);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* hyperparameters with the top-level validation_split merged in. */
 static int json_hparams(api_call *c, const cJSON *o, job_req *jr)
 {
@@ -339,7 +319,8 @@ void api_jobs_create_object(api_call *c, cJSON *o)
     job_req jr = { 0 };
     const cJSON *ds = cJSON_GetObjectItemCaseSensitive(o, "dataset_id");
     const cJSON *td = cJSON_GetObjectItemCaseSensitive(o, "training_data");
-    if (check_keys(c, o, json_keys, NULL) < 0 || check_idempotency_key(c) < 0 ||
+    if (api_check_keys(c, o, json_keys, NULL) < 0 ||
+        check_idempotency_key(c) < 0 ||
         api_get_str(c, o, "base_model", 127, api_default_base(c->ctx),
                     &jr.base) < 0 ||
         api_get_str(c, o, "suffix", 64, NULL, &jr.suffix) < 0 ||
@@ -386,7 +367,7 @@ static void create_jsonl(api_call *c)
     job_req jr = { 0 };
     cJSON *q = api_query_to_json(c, query_strings);
     const char *name;
-    if (!q || check_keys(c, q, query_keys, api_hparam_names) < 0 ||
+    if (!q || api_check_keys(c, q, query_keys, api_hparam_names) < 0 ||
         check_idempotency_key(c) < 0 ||
         api_get_str(c, q, "name", 255, NULL, &name) < 0 ||
         api_get_str(c, q, "base_model", 127, api_default_base(c->ctx),

@@ -56,6 +56,20 @@ cJSON *api_base_model_json(api_ctx *ctx, const char *name)
     return base_json(&e);
 }
 
+int api_adapter_on_base(api_ctx *ctx, const char *dir, eng_model **m,
+                        eng_tokenizer **t, eng_adapter **ret_a, char *err,
+                        size_t errlen)
+{
+    int r = api_registry_get_adapter(ctx->models, *m, dir, ret_a, err, errlen);
+    if (r < 0) {
+        eng_model_unref(*m);
+        eng_tokenizer_unref(*t);
+        *m = NULL;
+        *t = NULL;
+    }
+    return r;
+}
+
 int api_resolve_base_or_imported(api_call *c, const char *name,
                                  eng_model **ret_m, eng_tokenizer **ret_t,
                                  eng_adapter **ret_a)
@@ -70,15 +84,10 @@ int api_resolve_base_or_imported(api_call *c, const char *name,
                                       sizeof(err));
         if (r == 0) {
             api_imported_dir(c->ctx, name, dir, sizeof(dir));
-            r = api_registry_get_adapter(c->ctx->models, *ret_m, dir, ret_a,
-                                         err, sizeof(err));
-            if (r < 0) {
-                eng_model_unref(*ret_m);
-                eng_tokenizer_unref(*ret_t);
-                *ret_m = NULL;  /* the caller unrefs what it holds */
-                *ret_t = NULL;
+            r = api_adapter_on_base(c->ctx, dir, ret_m, ret_t, ret_a, err,
+                                    sizeof(err));
+            if (r < 0)
                 what = name;
-            }
         } else if (r == -ENOENT) {
             snprintf(err, sizeof(err), "its base model is gone");
             what = name;

@@ -64,6 +64,10 @@ static cJSON *chat_token(const api_completion *j, int32_t prev, int32_t id,
     return o;
 }
 
+/* A format's "logprobs" of a choice's tokens from from on. */
+typedef cJSON *logprobs_fn(const api_completion *j, const api_choice *ch,
+                           int from);
+
 static cJSON *chat_logprobs(const api_completion *j, const api_choice *ch,
                             int from)
 {
@@ -85,8 +89,7 @@ static cJSON *chat_logprobs(const api_completion *j, const api_choice *ch,
 }
 
 static cJSON *completion_logprobs(const api_completion *j,
-                                  const api_choice *ch, int from,
-                                  size_t base_offset)
+                                  const api_choice *ch, int from)
 {
     if (!j->logprobs)
         return cJSON_CreateNull();
@@ -103,8 +106,7 @@ static cJSON *completion_logprobs(const api_completion *j,
         cJSON_AddItemToArray(tokens, cJSON_CreateString(api_token_text(
             j->t, t->prev, t->id, buf, sizeof(buf), &bytes, &n)));
         cJSON_AddItemToArray(lps, cJSON_CreateNumber(t->logprob));
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber(
-            (double)(base_offset + t->offset)));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)t->offset));
         if (j->top_logprobs == 0) {
             cJSON_AddItemToArray(tops, cJSON_CreateNull());
             continue;
@@ -149,6 +151,49 @@ static cJSON *chunk_envelope(const api_completion *j, const char *object,
     return o;
 }
 
+/* "logprobs" and "finish_reason", the fields that end every choice of both
+ * formats; finish_reason is null until the choice's last chunk. */
+static void end_choice(cJSON *c, const api_choice *ch, cJSON *logprobs,
+                       bool last)
+{
+    cJSON_AddItemToObject(c, "logprobs", logprobs);
+    if (last)
+        cJSON_AddStringToObject(c, "finish_reason", finish_name(ch->finish));
+    else
+        cJSON_AddNullToObject(c, "finish_reason");
+}
+
+/* Ends chunk o of choice i (choice is its choice object) and sends it: its
+ * logprobs are those of the tokens not sent yet (null when none). */
+static void send_chunk(api_completion *j, int i, cJSON *o, cJSON *choice,
+                       logprobs_fn *lp, bool last)
+{
+    api_choice *ch = &j->choices[i];
+    end_choice(choice, ch,
+               ch->n_toks > ch->toks_sent ? lp(j, ch, ch->toks_sent)
+                                          : cJSON_CreateNull(),
+               last);
+    api_completion_event(j, o);
+}
+
+/* The answer that is not streamed: every choice as choice() starts it,
+ * ended with all its logprobs, then the usage. */
+static cJSON *response(api_completion *j, const char *object,
+                       cJSON *(*choice)(const api_choice *ch, int i),
+                       logprobs_fn *lp)
+{
+    cJSON *o = envelope(j, object);
+    cJSON *arr = cJSON_AddArrayToObject(o, "choices");
+    for (int i = 0; i < j->n_prompts * j->n_choices; i++) {
+        const api_choice *ch = &j->choices[i];
+        cJSON *c = choice(ch, i);
+        end_choice(c, ch, lp(j, ch, 0), true);
+        cJSON_AddItemToArray(arr, c);
+    }
+    cJSON_AddItemToObject(o, "usage", api_completion_usage(j));
+    return o;
+}
+
 static void stream_end(api_completion *j, const char *object)
 {
     if (j->include_usage) {
@@ -165,21 +210,11 @@ static void stream_end(api_completion *j, const char *object)
 
 static void chat_emit(api_completion *j, int i, cJSON *delta, bool last)
 {
-    api_choice *ch = &j->choices[i];
     cJSON *choice;
     cJSON *o = chunk_envelope(j, "chat.completion.chunk", &choice);
     cJSON_AddNumberToObject(choice, "index", i);
     cJSON_AddItemToObject(choice, "delta", delta);
-    cJSON_AddItemToObject(choice, "logprobs",
-                          ch->n_toks > ch->toks_sent
-                              ? chat_logprobs(j, ch, ch->toks_sent)
-                              : cJSON_CreateNull());
-    if (last)
-        cJSON_AddStringToObject(choice, "finish_reason",
-                                finish_name(ch->finish));
-    else
-        cJSON_AddNullToObject(choice, "finish_reason");
-    api_completion_event(j, o);
+    send_chunk(j, i, o, choice, chat_logprobs, last);
 }
 
 static void chat_open(api_completion *j, int i)
@@ -218,24 +253,20 @@ static void chat_end(api_completion *j)
     stream_end(j, "chat.completion.chunk");
 }
 
+static cJSON *chat_choice(const api_choice *ch, int i)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddNumberToObject(c, "index", i);
+    cJSON *m = cJSON_AddObjectToObject(c, "message");
+    cJSON_AddStringToObject(m, "role", "assistant");
+    cJSON_AddStringToObject(m, "content", ch->text ? ch->text : "");
+    cJSON_AddNullToObject(m, "refusal");
+    return c;
+}
+
 static cJSON *chat_response(api_completion *j)
 {
-    cJSON *o = envelope(j, "chat.completion");
-    cJSON *arr = cJSON_AddArrayToObject(o, "choices");
-    for (int i = 0; i < j->n_prompts * j->n_choices; i++) {
-        const api_choice *ch = &j->choices[i];
-        cJSON *c = cJSON_CreateObject();
-        cJSON_AddNumberToObject(c, "index", i);
-        cJSON *m = cJSON_AddObjectToObject(c, "message");
-        cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddStringToObject(m, "content", ch->text ? ch->text : "");
-        cJSON_AddNullToObject(m, "refusal");
-        cJSON_AddItemToObject(c, "logprobs", chat_logprobs(j, ch, 0));
-        cJSON_AddStringToObject(c, "finish_reason", finish_name(ch->finish));
-        cJSON_AddItemToArray(arr, c);
-    }
-    cJSON_AddItemToObject(o, "usage", api_completion_usage(j));
-    return o;
+    return response(j, "chat.completion", chat_choice, chat_logprobs);
 }
 
 const api_gen_format api_fmt_chat = {
@@ -249,23 +280,13 @@ const api_gen_format api_fmt_chat = {
 static void completion_emit(api_completion *j, int i, const char *text,
                             size_t len, bool last)
 {
-    api_choice *ch = &j->choices[i];
     cJSON *choice;
     cJSON *o = chunk_envelope(j, "text_completion", &choice);
     char *s = strndup(text, len);
     cJSON_AddStringToObject(choice, "text", s ? s : "");
     free(s);
     cJSON_AddNumberToObject(choice, "index", i);
-    cJSON_AddItemToObject(choice, "logprobs",
-                          ch->n_toks > ch->toks_sent
-                              ? completion_logprobs(j, ch, ch->toks_sent, 0)
-                              : cJSON_CreateNull());
-    if (last)
-        cJSON_AddStringToObject(choice, "finish_reason",
-                                finish_name(ch->finish));
-    else
-        cJSON_AddNullToObject(choice, "finish_reason");
-    api_completion_event(j, o);
+    send_chunk(j, i, o, choice, completion_logprobs, last);
 }
 
 static void completion_chunk(api_completion *j, int i, const char *text,
@@ -284,22 +305,18 @@ static void completion_end(api_completion *j)
     stream_end(j, "text_completion");
 }
 
+static cJSON *completion_choice(const api_choice *ch, int i)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "text", ch->text ? ch->text : "");
+    cJSON_AddNumberToObject(c, "index", i);
+    return c;
+}
+
 static cJSON *completion_response(api_completion *j)
 {
-    cJSON *o = envelope(j, "text_completion");
-    cJSON *arr = cJSON_AddArrayToObject(o, "choices");
-    for (int i = 0; i < j->n_prompts * j->n_choices; i++) {
-        const api_choice *ch = &j->choices[i];
-        cJSON *c = cJSON_CreateObject();
-        cJSON_AddStringToObject(c, "text", ch->text ? ch->text : "");
-        cJSON_AddNumberToObject(c, "index", i);
-        cJSON_AddItemToObject(c, "logprobs",
-                              completion_logprobs(j, ch, 0, 0));
-        cJSON_AddStringToObject(c, "finish_reason", finish_name(ch->finish));
-        cJSON_AddItemToArray(arr, c);
-    }
-    cJSON_AddItemToObject(o, "usage", api_completion_usage(j));
-    return o;
+    return response(j, "text_completion", completion_choice,
+                    completion_logprobs);
 }
 
 const api_gen_format api_fmt_completion = {

@@ -42,29 +42,6 @@ static const char *const completion_keys[] = {
     "prompt", "echo", "best_of", "suffix", NULL,
 };
 
-static bool in_list(const char *const *list, const char *s)
-{
-    for (int i = 0; list[i]; i++)
-        if (strcmp(list[i], s) == 0)
-            return true;
-    return false;
-}
-
-static int check_keys(api_call *c, const cJSON *o, bool chat)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, o) {
-        if (in_list(common_keys, it->string) ||
-            in_list(chat ? chat_keys : completion_keys, it->string))
-            continue;
-        char msg[128];
-        snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", it->string);
-        api_error(c->res, 400, "invalid_parameter", msg, -1, it->string);
-        return -1;
-    }
-    return 0;
-}
-
 static int unsupported(api_call *c, const char *field, const char *what)
 {
     char msg[200];
@@ -199,7 +176,9 @@ static int parse_common(api_call *c, api_completion *j, bool chat)
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(o, "stream_options");
     getrandom(&rnd, sizeof(rnd), 0);
     rnd &= ((int64_t)1 << 53) - 1;
-    if (check_keys(c, o, chat) < 0 || check_neutral(c, o) < 0 ||
+    if (api_check_keys(c, o, common_keys,
+                       chat ? chat_keys : completion_keys) < 0 ||
+        check_neutral(c, o) < 0 ||
         api_get_int(c, o, "max_tokens", 1, lim, lim, &max_tokens) < 0 ||
         (chat && api_get_int(c, o, "max_completion_tokens", 1, lim, max_tokens,
                              &max_tokens) < 0) ||

@@ -41,6 +41,31 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Condition variables here wait by CLOCK_MONOTONIC: a step of the wall
+ * clock neither stretches nor cuts a wait. */
+static void cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+/* Waits on cv for at most WAIT_POLL_MS, so that the waiter also polls
+ * what no one signals (a client gone, a deadline). */
+static void cond_wait_poll(pthread_cond_t *cv, pthread_mutex_t *mu)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += WAIT_POLL_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, mu, &until);
+}
+
 void api_serve_limits_default(api_serve_limits *l)
 {
     l->max_concurrent = 4;
@@ -51,7 +76,6 @@ void api_serve_limits_default(api_serve_limits *l)
 int api_serve_new(const api_serve_limits *l, api_serve **ret)
 {
     api_serve *s = calloc(1, sizeof(*s));
-    pthread_condattr_t ca;
     if (!s)
         return -ENOMEM;
     if (l)
@@ -63,10 +87,7 @@ int api_serve_new(const api_serve_limits *l, api_serve **ret)
     if (s->lim.max_queued < 0)
         s->lim.max_queued = 0;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init(&s->cv);
     *ret = s;
     return 0;
 }
@@ -203,14 +224,7 @@ static int wait_turn(api_serve *s, api_slot *slot, const api_gen_callbacks *cb)
             rc = -ECANCELED;
             break;
         }
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += WAIT_POLL_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->cv, &s->mu, &until);
+        cond_wait_poll(&s->cv, &s->mu);
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -352,16 +366,8 @@ static bool drain(gen_run *r, const api_gen_callbacks *cb, bool wait_ms)
     gen_event *e;
     bool ok = true;
     pthread_mutex_lock(&r->mu);
-    if (wait_ms && !r->head && !r->finished) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += WAIT_POLL_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&r->cv, &r->mu, &until);
-    }
+    if (wait_ms && !r->head && !r->finished)
+        cond_wait_poll(&r->cv, &r->mu);
     e = r->head;
     r->head = r->tail = NULL;
     if (r->oom)
@@ -473,11 +479,7 @@ int api_serve_generate(api_ctx *ctx, api_slot *slot,
     if (ctx->serve && (rc = wait_turn(ctx->serve, slot, cb)) < 0)
         goto out;
     pthread_mutex_init(&r.mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r.cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init(&r.cv);
     atomic_init(&r.cancel, false);
     r.job.user = &r;
     r.job.seqs = calloc((size_t)rq->n_seqs, sizeof(*r.job.seqs));

@@ -37,23 +37,6 @@ static int get_model(api_call *c, eng_model **m, eng_tokenizer **t,
     return 0;
 }
 
-static int check_keys(api_call *c, const char *const *keys)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, c->json) {
-        bool ok = false;
-        for (int i = 0; !ok && keys[i]; i++)
-            ok = strcmp(keys[i], it->string) == 0;
-        if (!ok) {
-            char msg[128];
-            snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", it->string);
-            api_error(c->res, 400, "invalid_parameter", msg, -1, it->string);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 void api_h_tokenize(api_call *c)
 {
     static const char *const keys[] = { "model", "content", "add_special",
@@ -63,7 +46,7 @@ void api_h_tokenize(api_call *c)
     eng_model *m = NULL;
     eng_tokenizer *t = NULL;
     char name[256];
-    if (check_keys(c, keys) < 0 ||
+    if (api_check_keys(c, c->json, keys, NULL) < 0 ||
         api_get_str(c, c->json, "content", c->ctx->limits.max_body_bytes, NULL,
                     &content) < 0 ||
         api_get_bool(c, c->json, "add_special", false, &add_special) < 0 ||
@@ -132,7 +115,7 @@ void api_h_detokenize(api_call *c)
     eng_model *m = NULL;
     eng_tokenizer *t = NULL;
     char name[256];
-    if (check_keys(c, keys) < 0)
+    if (api_check_keys(c, c->json, keys, NULL) < 0)
         return;
     if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) > API_MAX_TOKENS_IN) {
         api_error(c->res, 400, "invalid_parameter",
@@ -184,17 +167,10 @@ void api_h_detokenize(api_call *c)
 /* ------------------------------------------------------------------------ */
 /* Chat templates                                                            */
 
-static const char *job_id_of(const char *name)
-{
-    if (strncmp(name, "ft:", 3) == 0)
-        return strrchr(name, ':') + 1;
-    return name;
-}
-
 char *api_model_chat_template(api_call *c, const char *name,
                               const eng_tokenizer *t, const char **ret_from)
 {
-    const char *id = job_id_of(name);
+    const char *id = api_job_id_of(name);
     *ret_from = "model";
     if (api_id_valid(id, "job_")) {
         char path[1200], dir[1024];
@@ -287,7 +263,7 @@ void api_h_apply_template(api_call *c)
     int n = 0;
     bool gen;
     char name[256], why[256] = "", bos[128], eos[128];
-    if (check_keys(c, keys) < 0 ||
+    if (api_check_keys(c, c->json, keys, NULL) < 0 ||
         api_get_bool(c, c->json, "add_generation_prompt", true, &gen) < 0 ||
         parse_messages(c, arr, &msgs, &n) < 0)
         return;

@@ -102,6 +102,13 @@ cJSON *api_json_parse(const char *s, size_t len, char *err, size_t errlen)
 /* ------------------------------------------------------------------------ */
 /* Ids                                                                       */
 
+const char *api_job_id_of(const char *name)
+{
+    if (strncmp(name, "ft:", 3) == 0)
+        return strrchr(name, ':') + 1;
+    return name;
+}
+
 bool api_id_valid(const char *id, const char *prefix)
 {
     size_t pl = strlen(prefix);
@@ -338,16 +345,12 @@ static void bad_field(api_call *c, const char *field, const char *fmt, ...)
     api_error(c->res, 400, "invalid_parameter", msg, -1, field);
 }
 
-int api_get_int(api_call *c, const cJSON *obj, const char *field,
-                int64_t min, int64_t max, int64_t def, int64_t *ret)
+/* An integer field's value d (is_num: a finite number was given) into
+ * *ret when it is whole and in [min, max]; -1 after a 400 naming field. */
+static int int_in_range(api_call *c, const char *field, bool is_num, double d,
+                        int64_t min, int64_t max, int64_t *ret)
 {
-    const cJSON *it = obj ? cJSON_GetObjectItemCaseSensitive(obj, field) : NULL;
-    if (!it || cJSON_IsNull(it)) {
-        *ret = def;
-        return 0;
-    }
-    double d = it->valuedouble;
-    if (!cJSON_IsNumber(it) || !isfinite(d) || d != floor(d)) {
+    if (!is_num || d != floor(d)) {
         bad_field(c, field, "%s must be an integer", field);
         return -1;
     }
@@ -358,6 +361,19 @@ int api_get_int(api_call *c, const cJSON *obj, const char *field,
     }
     *ret = (int64_t)d;
     return 0;
+}
+
+int api_get_int(api_call *c, const cJSON *obj, const char *field,
+                int64_t min, int64_t max, int64_t def, int64_t *ret)
+{
+    const cJSON *it = obj ? cJSON_GetObjectItemCaseSensitive(obj, field) : NULL;
+    if (!it || cJSON_IsNull(it)) {
+        *ret = def;
+        return 0;
+    }
+    double d = it->valuedouble;
+    return int_in_range(c, field, cJSON_IsNumber(it) && isfinite(d), d, min,
+                        max, ret);
 }
 
 int api_get_num(api_call *c, const cJSON *obj, const char *field,
@@ -424,18 +440,9 @@ int api_query_int(api_call *c, const char *field, int64_t min, int64_t max,
         *ret = def;
         return 0;
     }
-    double d;
-    if (!parse_number(v, &d) || d != floor(d)) {
-        bad_field(c, field, "%s must be an integer", field);
-        return -1;
-    }
-    if (d < (double)min || d > (double)max) {
-        bad_field(c, field, "%s must be between %lld and %lld", field,
-                  (long long)min, (long long)max);
-        return -1;
-    }
-    *ret = (int64_t)d;
-    return 0;
+    double d = 0;
+    bool is_num = parse_number(v, &d);
+    return int_in_range(c, field, is_num, d, min, max, ret);
 }
 
 int api_query_bool(api_call *c, const char *field, bool def, bool *ret)
@@ -499,6 +506,21 @@ int api_query_check(api_call *c, const char *names)
             api_error(c->res, 400, "invalid_parameter", msg, -1, name);
             return -1;
         }
+    }
+    return 0;
+}
+
+int api_check_keys(api_call *c, const cJSON *obj, const char *const *keys,
+                   const char *const *more)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        if (name_in(keys, it->string) || name_in(more, it->string))
+            continue;
+        char msg[128];
+        snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", it->string);
+        api_error(c->res, 400, "invalid_parameter", msg, -1, it->string);
+        return -1;
     }
     return 0;
 }
