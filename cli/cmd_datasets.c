@@ -68,11 +68,11 @@ static int upload(tuna_opts *o, int argc, char **argv)
     static const struct option opts[] = {
         {"name", required_argument, NULL, OPT_NAME}, {0}};
     ds_args a = {0};
-    bool help;
+    int rc;
     int first = args_parse(o, argc, argv, "datasets upload", opts, on_opt,
-                           &a, usage_upload, &help);
+                           &a, -1, usage_upload, &rc);
     if (first < 0)
-        return help ? EXIT_OK : EXIT_USAGE;
+        return rc;
     if (argc - first != 1)
         return usage_error("datasets upload", argc - first < 1
                                                   ? "missing FILE"
@@ -107,22 +107,15 @@ static int list(tuna_opts *o, int argc, char **argv)
     static const struct option opts[] = {
         {"limit", required_argument, NULL, OPT_LIMIT}, {0}};
     ds_args a = {0};
-    bool help;
-    int first = args_parse(o, argc, argv, "datasets list", opts, on_opt, &a,
-                           usage_list, &help);
-    if (first < 0)
-        return help ? EXIT_OK : EXIT_USAGE;
-    if (first < argc)
-        return usage_error("datasets list", "unexpected argument '%s'",
-                           argv[first]);
+    int rc;
+    if (args_parse(o, argc, argv, "datasets list", opts, on_opt, &a, 0,
+                   usage_list, &rc) < 0)
+        return rc;
     char *q = NULL;
     if (a.limit && query_add(&q, "limit", a.limit) < 0)
         return EXIT_FAIL;
-    char path[256];
-    snprintf(path, sizeof path, "/datasets%s", q ? q : "");
-    free(q);
     http_resp r;
-    if (api_call(o, "GET", path, NULL, &r) < 0)
+    if (api_get(o, "/datasets", q, &r) < 0)
         return EXIT_FAIL;
     if (o->json) {
         print_body(&r);

@@ -118,14 +118,11 @@ int cmd_generate(tuna_opts *o, int argc, char **argv)
     gen_args a = {.req = cJSON_CreateObject(), .stops = cJSON_CreateArray()};
     if (!a.req || !a.stops)
         return EXIT_FAIL;
-    bool help;
     int rc = EXIT_OK;
-    int first = args_parse(o, argc, argv, "generate", opts, on_opt, &a,
-                           usage_generate, &help);
-    if (first < 0) {
-        rc = help ? EXIT_OK : EXIT_USAGE;
+    int first = args_parse(o, argc, argv, "generate", opts, on_opt, &a, -1,
+                           usage_generate, &rc);
+    if (first < 0)
         goto out;
-    }
     if (first >= argc) {
         rc = usage_error("generate", "missing the prompt");
         goto out;

@@ -276,11 +276,11 @@ static int create(tuna_opts *o, int argc, char **argv)
         {"follow", no_argument, NULL, OPT_FOLLOW},
         {0}};
     job_args a = {0};
-    bool help;
+    int rc;
     int first = args_parse(o, argc, argv, "jobs create", opts, on_opt, &a,
-                           usage_create, &help);
+                           -1, usage_create, &rc);
     if (first < 0)
-        return help ? EXIT_OK : EXIT_USAGE;
+        return rc;
     int npos = argc - first;
     if (a.dataset && npos)
         return usage_error("jobs create", "give a FILE or --dataset, not both");
@@ -336,7 +336,7 @@ static int create(tuna_opts *o, int argc, char **argv)
         print_preflight(r.json);
     else
         print_job(r.json);
-    int rc = EXIT_OK;
+    rc = EXIT_OK;
     if (a.follow && !a.dry_run) {
         const char *id = jstr(r.json, "id", NULL);
         if (!id) {
@@ -362,25 +362,18 @@ static int list(tuna_opts *o, int argc, char **argv)
         {"limit", required_argument, NULL, OPT_LIMIT},
         {0}};
     job_args a = {0};
-    bool help;
-    int first = args_parse(o, argc, argv, "jobs list", opts, on_opt, &a,
-                           usage_list, &help);
-    if (first < 0)
-        return help ? EXIT_OK : EXIT_USAGE;
-    if (first < argc)
-        return usage_error("jobs list", "unexpected argument '%s'",
-                           argv[first]);
+    int rc;
+    if (args_parse(o, argc, argv, "jobs list", opts, on_opt, &a, 0,
+                   usage_list, &rc) < 0)
+        return rc;
     char *q = NULL;
     if ((a.status && query_add(&q, "status", a.status) < 0) ||
         (a.limit && query_add(&q, "limit", a.limit) < 0)) {
         free(q);
         return EXIT_FAIL;
     }
-    char path[512];
-    snprintf(path, sizeof path, "/jobs%s", q ? q : "");
-    free(q);
     http_resp r;
-    if (api_call(o, "GET", path, NULL, &r) < 0)
+    if (api_get(o, "/jobs", q, &r) < 0)
         return EXIT_FAIL;
     if (o->json) {
         print_body(&r);
@@ -516,11 +509,11 @@ static int events(tuna_opts *o, int argc, char **argv)
         {"limit", required_argument, NULL, OPT_LIMIT},
         {0}};
     job_args a = {0};
-    bool help;
+    int rc;
     int first = args_parse(o, argc, argv, "jobs events", opts, on_opt, &a,
-                           usage_events, &help);
+                           -1, usage_events, &rc);
     if (first < 0)
-        return help ? EXIT_OK : EXIT_USAGE;
+        return rc;
     if (argc - first != 1)
         return usage_error("jobs events", argc - first ? "one ID at a time"
                                                        : "missing ID");

@@ -297,3 +297,18 @@ int api_call(const tuna_opts *o, const char *method, const char *path,
     }
     return 0;
 }
+
+int api_get(const tuna_opts *o, const char *path, char *q, http_resp *r)
+{
+    size_t n = strlen(path) + (q ? strlen(q) : 0) + 1;
+    char *full = malloc(n);
+    if (!full) {
+        free(q);
+        return -1;
+    }
+    snprintf(full, n, "%s%s", path, q ? q : "");
+    free(q);
+    int rc = api_call(o, "GET", full, NULL, r);
+    free(full);
+    return rc;
+}

@@ -69,9 +69,11 @@ static void set_url(tuna_opts *o, const char *url)
         o->url[--n] = '\0';
 }
 
-int args_parse(tuna_opts *o, int argc, char **argv, const char *cmd,
-               const struct option *extra, opt_fn fn, void *ctx,
-               const char *usage, bool *help)
+/* The getopt_long loop of args_parse: the first positional argument's
+ * index, or -1 after a usage error or --help (*help set). */
+static int parse_opts(tuna_opts *o, int argc, char **argv, const char *cmd,
+                      const struct option *extra, opt_fn fn, void *ctx,
+                      const char *usage, bool *help)
 {
     struct option all[64];
     size_t n = 0;
@@ -119,11 +121,12 @@ int args_parse(tuna_opts *o, int argc, char **argv, const char *cmd,
     return optind;
 }
 
-int args_simple(tuna_opts *o, int argc, char **argv, const char *cmd,
-                int n, const char *usage, int *rc)
+int args_parse(tuna_opts *o, int argc, char **argv, const char *cmd,
+               const struct option *extra, opt_fn fn, void *ctx, int n,
+               const char *usage, int *rc)
 {
     bool help;
-    int first = args_parse(o, argc, argv, cmd, NULL, NULL, NULL, usage, &help);
+    int first = parse_opts(o, argc, argv, cmd, extra, fn, ctx, usage, &help);
     if (first < 0) {
         *rc = help ? EXIT_OK : EXIT_USAGE;
         return -1;
@@ -138,6 +141,12 @@ int args_simple(tuna_opts *o, int argc, char **argv, const char *cmd,
         return -1;
     }
     return first;
+}
+
+int args_simple(tuna_opts *o, int argc, char **argv, const char *cmd,
+                int n, const char *usage, int *rc)
+{
+    return args_parse(o, argc, argv, cmd, NULL, NULL, NULL, n, usage, rc);
 }
 
 int dispatch_sub(tuna_opts *o, int argc, char **argv, const char *group,

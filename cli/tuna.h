@@ -45,14 +45,15 @@ typedef struct {
 /* Parses one command's options with getopt_long: the common ones
  * (--url, --api-key, --json, --help) into *o, the others (`extra`, ended
  * by a zero entry; val >= 256) passed to fn. Positional arguments are
- * moved to the end (GNU permutation). Returns the index in argv of the
- * first positional argument, or -1 after printing a usage error (also
- * for --help, after printing `usage`, with *help set). */
+ * moved to the end (GNU permutation); there must be `n` of them (n < 0:
+ * any number, the command checks them). Returns the index in argv of the
+ * first positional argument, or -1 with *rc set: EXIT_OK after --help
+ * (`usage` printed), EXIT_USAGE after printing a usage error. */
 struct option;
 typedef int (*opt_fn)(void *ctx, int id, const char *arg);
 int args_parse(tuna_opts *o, int argc, char **argv, const char *cmd,
-               const struct option *extra, opt_fn fn, void *ctx,
-               const char *usage, bool *help);
+               const struct option *extra, opt_fn fn, void *ctx, int n,
+               const char *usage, int *rc);
 /* A command's subcommand, chosen by argv[1]. */
 typedef struct {
     const char *name;
@@ -60,9 +61,7 @@ typedef struct {
 } subcommand;
 int dispatch_sub(tuna_opts *o, int argc, char **argv, const char *group,
                  const subcommand *subs, const char *usage);
-/* Parses a command with no options of its own and `n` positional
- * arguments (n < 0: any number); returns the first one's index, -1 after
- * --help (*rc = 0) or a usage error (*rc = EXIT_USAGE). */
+/* args_parse for a command with no options of its own. */
 int args_simple(tuna_opts *o, int argc, char **argv, const char *cmd,
                 int n, const char *usage, int *rc);
 /* The usage error "tuna CMD: MSG (see tuna CMD --help)"; EXIT_USAGE. */
@@ -123,6 +122,9 @@ int http_stream(const tuna_opts *o, const char *method, const char *path,
  * reached), frees r and returns -1. */
 int api_call(const tuna_opts *o, const char *method, const char *path,
              const http_body *body, http_resp *r);
+/* api_call of GET path followed by the query q (from query_add, freed
+ * here; NULL: none). */
+int api_get(const tuna_opts *o, const char *path, char *q, http_resp *r);
 /* Prints what went wrong with a request that returned rc. With --json,
  * the server's error JSON also goes to stdout. */
 void report_failure(const tuna_opts *o, int rc, const http_resp *r);
