@@ -361,22 +361,14 @@ static void project_n(const fwd *f, const float *x, int n, const int *t,
 }
 
 /* out (hd) = softmax(q . K_t * scale, t < T) V for one query row and head:
- * scores by eng_k_dots (eng_k_dot's bits, 16 keys at a time), the V sum in
- * key order (each element's sum has one fixed order). */
-ENG_K_CLONES
+ * scores by eng_k_dots (eng_k_dot's bits, 16 keys at a time), the V sum by
+ * eng_k_wsum (in key order): one fixed order per element. */
 static void attend(const float *q, const float *K, const float *V, int T,
                    int hd, int kv_dim, float scale, float *p, float *out)
 {
     eng_k_dots(p, q, K, (size_t)kv_dim, T, hd, scale);
     eng_k_softmax(p, T);
-    memset(out, 0, (size_t)hd * sizeof(*out));
-    for (int t = 0; t < T; t++) {
-        const float *v = V + (size_t)t * kv_dim;
-        float a = p[t];
-
-        for (int i = 0; i < hd; i++)
-            out[i] += a * v[i];
-    }
+    eng_k_wsum(out, p, V, (size_t)kv_dim, T, hd);
 }
 
 /* Where row r's keys and values for KV head g start in its session's cache

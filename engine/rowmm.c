@@ -543,6 +543,43 @@ AVX512_FN static void dots_avx512(float *out, const float *q, const float *k,
     }
 }
 
+/* eng_k_wsum, 64 columns (4 registers) at a time, then 16, then a masked
+ * tail: every lane the same fmaf chain. */
+AVX512_FN static void wsum_avx512(float *out, const float *p, const float *v,
+                                  size_t ldv, int T, int n)
+{
+    int i = 0;
+
+    for (; i + 64 <= n; i += 64) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+
+        for (int t = 0; t < T; t++) {
+            const float *vt = v + (size_t)t * ldv + i;
+            __m512 pt = _mm512_set1_ps(p[t]);
+
+            a0 = _mm512_fmadd_ps(pt, _mm512_loadu_ps(vt), a0);
+            a1 = _mm512_fmadd_ps(pt, _mm512_loadu_ps(vt + 16), a1);
+            a2 = _mm512_fmadd_ps(pt, _mm512_loadu_ps(vt + 32), a2);
+            a3 = _mm512_fmadd_ps(pt, _mm512_loadu_ps(vt + 48), a3);
+        }
+        _mm512_storeu_ps(out + i, a0);
+        _mm512_storeu_ps(out + i + 16, a1);
+        _mm512_storeu_ps(out + i + 32, a2);
+        _mm512_storeu_ps(out + i + 48, a3);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = (__mmask16)(n - i >= 16 ? 0xffff
+                                              : (1u << (n - i)) - 1);
+        __m512 a = _mm512_setzero_ps();
+
+        for (int t = 0; t < T; t++)
+            a = _mm512_fmadd_ps(_mm512_set1_ps(p[t]),
+                                _mm512_maskz_loadu_ps(
+                                    m, v + (size_t)t * ldv + i), a);
+        _mm512_mask_storeu_ps(out + i, m, a);
+    }
+}
+
 static bool have_avx512(void)
 {
     static int v = -1;
@@ -932,4 +969,22 @@ void eng_k_dots(float *out, const float *q, const float *k, size_t ldk,
 #endif
     for (int t = 0; t < T; t++)
         out[t] = dot_ref(q, k + (size_t)t * ldk, n) * scale;
+}
+
+void eng_k_wsum(float *out, const float *p, const float *v, size_t ldv,
+                int T, int n)
+{
+#if RM_AVX512
+    if (have_avx512()) {
+        wsum_avx512(out, p, v, ldv, T, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) {
+        float a = 0.0f;
+
+        for (int t = 0; t < T; t++)
+            a = fmaf(p[t], v[(size_t)t * ldv + i], a);
+        out[i] = a;
+    }
 }

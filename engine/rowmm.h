@@ -12,4 +12,11 @@
 void eng_k_dots(float *out, const float *q, const float *k, size_t ldk,
                 int T, int n, float scale);
 
+/* out[i] = sum over t < T of p[t] * v_t[i] for i < n, v_t = v + t * ldv:
+ * each element from 0 by fmaf(p[t], v_t[i], .) in ascending t, the same
+ * bits on every path (attention's weighted sum of values). The sums stay
+ * in registers: a loop through memory waited on each store. */
+void eng_k_wsum(float *out, const float *p, const float *v, size_t ldv,
+                int T, int n);
+
 #endif
