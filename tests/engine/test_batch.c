@@ -437,6 +437,33 @@ int main(void)
     if (rnd)
         test_alone_vs_batched(rnd, "random 128x344");
     eng_model_unref(rnd);
+    /* the same shape with every linear stored in bf16: a part of a
+     * projection sees its rows at a 2-byte row stride */
+    rnd = NULL;
+    CHECK(eng_model_new_random(&c, 6, 0.05f, &rnd) == 0);
+    if (rnd) {
+        uint16_t *bufs[64];
+        int nb = 0;
+
+        for (int l = 0; l < c.n_layers; l++)
+            for (int t = 0; t < ENG_T_COUNT && nb < 64; t++) {
+                eng_tensor *W = eng_layer_target(&rnd->layers[l], t);
+                size_t n = (size_t)W->rows * W->cols;
+                uint16_t *h = malloc(n * sizeof(*h));
+
+                for (size_t i = 0; h && i < n; i++)
+                    h[i] = eng_k_f32_to_bf16(((const float *)W->data)[i]);
+                if (!h)
+                    continue;
+                W->dtype = ENG_DT_BF16;
+                W->data = h;
+                bufs[nb++] = h;
+            }
+        test_alone_vs_batched(rnd, "random 128x344 bf16");
+        eng_model_unref(rnd);
+        while (nb > 0)
+            free(bufs[--nb]);
+    }
     eng_model_unref(model);
     return test_done("batch");
 }
