@@ -62,7 +62,7 @@ int api_registry_get_adapter(api_registry *r, eng_model *m, const char *dir,
  * first; default 1 GiB). */
 void api_registry_set_adapter_budget(api_registry *r, size_t bytes);
 /* Where a models_dir base keeps its weights once loaded: AUTO (default)
- * copies them into memory of their own (huge pages: decode runs ~30%
+ * copies them into memory of their own (huge pages: decode ran 13-32%
  * faster than through the file mapping) when they take at most half of
  * the memory available at load time, else leaves them mapped; MEMORY
  * always copies; MMAP never does (eng_model_pin). Set before serving. */

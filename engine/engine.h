@@ -102,7 +102,7 @@ int eng_model_new_random(const eng_config *cfg, uint64_t seed, float std,
  * llama2.c file) into memory of the process's own, backed by transparent
  * huge pages, when they take at most max_bytes. Decode streams every weight
  * once per token, and through a file mapping's 4 KiB pages (Linux gives
- * file mappings of ordinary filesystems no huge pages) it ran ~30% slower
+ * file mappings of ordinary filesystems no huge pages) it ran 13-32% slower
  * here. It costs a copy at load, and the weights no longer share the page
  * cache. Call it before the model is shared with other threads. Returns 1
  * when it moved them, 0 when nothing is mapped or they are larger than
