@@ -226,7 +226,8 @@ static eng_tensor rows_view(const eng_tensor *W, int lo, int hi)
     return v;
 }
 
-/* Output rows [lo, hi) of projection p. */
+/* Output rows [lo, hi) of projection p. Runs inside a pool part, so its
+ * eng_k_rowmm calls find the pool busy and run on this thread alone. */
 static void proj_rows(const proj_job *j, const proj *p, int lo, int hi)
 {
     const fwd *f = j->f;
