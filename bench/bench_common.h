@@ -238,7 +238,7 @@ static inline double bench_fma_peak(int threads)
 }
 
 /* The probe's buffer, in the kind of memory the engine keeps weights in
- * (eng_alloc_weights: 2 MiB aligned, transparent huge pages): read through
+ * (eng_alloc_huge: 2 MiB aligned, transparent huge pages): read through
  * 4 KiB pages it measured ~48 GB/s where decode through huge pages streamed
  * its weights at ~52, so the roofline must use the same pages. Freed with
  * free(). */

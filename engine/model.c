@@ -41,7 +41,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a)
 
 enum { HUGE_PAGE = 2 << 20 };
 
-void *eng_alloc_weights(size_t bytes)
+void *eng_alloc_huge(size_t bytes)
 {
     void *p = NULL;
 
@@ -100,7 +100,7 @@ int eng_model_pin(eng_model *m, size_t max_bytes)
                    "eng_model_pin: relocate eng_layer's new tensor");
     if (!m || !m->map || m->map_len > max_bytes)
         return 0;
-    if (!(copy = eng_alloc_weights(m->map_len)))
+    if (!(copy = eng_alloc_huge(m->map_len)))
         return -ENOMEM;
     memcpy(copy, m->map, m->map_len);
     delta = copy - (char *)m->map;
@@ -535,7 +535,7 @@ int eng_model_new_random(const eng_config *cfg, uint64_t seed, float std,
     n = llama2c_floats(cfg) - (size_t)cfg->max_seq_len * cfg->head_dim;
     if (cfg->qkv_bias)
         n += (size_t)cfg->n_layers * (q + 2 * kv);
-    m->owned = eng_alloc_weights(n * sizeof(float));
+    m->owned = eng_alloc_huge(n * sizeof(float));
     if (!m->owned) {
         rc = -ENOMEM;
         goto out;

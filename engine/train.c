@@ -141,7 +141,7 @@ static int own_model_new(eng_trainer *t)
     if (rc)
         return rc;
     n = own_layout(own, t->base, NULL, &n_mat);
-    if (!(own->owned = eng_alloc_weights(n * sizeof(float)))) {
+    if (!(own->owned = eng_alloc_huge(n * sizeof(float)))) {
         eng_model_unref(own);
         return -ENOMEM;
     }
