@@ -24,6 +24,7 @@
 #include "server/engine_cli.h"
 #include "api/api.h"
 #include "engine/engine.h"
+#include "engine/decode.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -346,7 +347,7 @@ static const char generate_usage[] =
     "  --stop STR          stop string, repeatable\n"
     "  --chat              wrap the prompt as a user turn of the default chat\n"
     "                      template and stop at <|end|>\n"
-    "  --threads N         BLAS threads (default: all cores)\n";
+    "  --threads N         compute threads (default: all cores)\n";
 
 static bool print_piece(void *user, const char *text, size_t len)
 {
@@ -354,6 +355,64 @@ static bool print_piece(void *user, const char *text, size_t len)
     fwrite(text, 1, len, stdout);
     fflush(stdout);
     return true;
+}
+
+/* How a generation ended (eng_seq's done callback). */
+typedef struct gen_end {
+    eng_finish finish;
+    int prompt_tokens, completion_tokens;
+} gen_end;
+
+static void on_done(void *user, eng_finish finish, int prompt_tokens,
+                    int completion_tokens)
+{
+    gen_end *e = user;
+
+    e->finish = finish;
+    e->prompt_tokens = prompt_tokens;
+    e->completion_tokens = completion_tokens;
+}
+
+/* The daemon's decode path (eng_seq steps over a batch of one): the same
+ * sampling as eng_generate, through the batched forward on every thread
+ * (eng_generate's session decode is single-threaded: 52.5 against 63-67
+ * tok/s on the 135M shape, bench_engine against bench_serve, memory at
+ * ~38 GB/s). -ECANCELED when interrupted. */
+static int generate_batched(eng_model *m, const eng_adapter *a,
+                            const eng_tokenizer *t, const char *prompt,
+                            const eng_sample_params *sp, gen_end *end,
+                            char *err, size_t errlen)
+{
+    eng_seq_params p = { 0 };
+    eng_seq *q = NULL;
+    eng_batch *b = NULL;
+    int32_t *ids = NULL;
+    int n = 0, rc;
+
+    if ((rc = eng_prompt_encode(t, prompt, strlen(prompt), false, &ids, &n))) {
+        snprintf(err, errlen, "prompt is not valid UTF-8");
+        return rc;
+    }
+    p.tok = t;
+    p.adapter = a;
+    p.ids = ids;
+    p.n_ids = n;
+    p.sp = *sp;
+    p.text = print_piece;
+    p.done = on_done;
+    p.user = end;
+    eng_seq_set_threads(sp->n_threads);
+    if (!(rc = eng_seq_new(m, &p, &q, err, errlen)) &&
+        !(rc = eng_batch_new(m, 1, &b)))
+        while ((rc = eng_seq_step(b, &q, 1, 512)) > 0)
+            if (interrupted) {
+                rc = -ECANCELED;
+                break;
+            }
+    eng_batch_free(b);
+    eng_seq_free(q);
+    free(ids);
+    return rc;
 }
 
 typedef struct gen_opts {
@@ -433,8 +492,7 @@ static int cmd_generate(int argc, char **argv)
     eng_model *m = NULL;
     eng_tokenizer *t = NULL;
     eng_adapter *a = NULL;
-    eng_generation g = { 0 };
-    eng_hooks h = { .abort = abort_hook };
+    gen_end e = { ENG_FINISH_LENGTH, 0, 0 };
     char *chat = NULL, err[512] = "";
     double t0;
     int rc = parse_generate(argc, argv, &o);
@@ -456,24 +514,23 @@ static int cmd_generate(int argc, char **argv)
     }
     install_sigint();
     t0 = now_s();
-    rc = eng_generate(m, a, t, chat ? chat : o.prompt, &o.sp, print_piece, NULL,
-                      &h, &g, err, sizeof(err));
+    rc = generate_batched(m, a, t, chat ? chat : o.prompt, &o.sp, &e, err,
+                          sizeof(err));
     if (rc == 0) {
         double dt = now_s() - t0;
 
         putchar('\n');
         fflush(stdout);
         fprintf(stderr, "[%d prompt + %d completion tokens, %.1f tokens/s, "
-                        "finish: %s]\n", g.prompt_tokens, g.completion_tokens,
-                dt > 0 ? g.completion_tokens / dt : 0.0,
-                g.finish == ENG_FINISH_STOP ? "stop" : "length");
+                        "finish: %s]\n", e.prompt_tokens, e.completion_tokens,
+                dt > 0 ? e.completion_tokens / dt : 0.0,
+                e.finish == ENG_FINISH_STOP ? "stop" : "length");
     } else if (rc == -ECANCELED) {
         fprintf(stderr, "\ntunad: interrupted\n");
     } else {
         fprintf(stderr, "tunad: generate: %s\n", err[0] ? err : strerror(-rc));
     }
 out:
-    eng_generation_done(&g);
     free(chat);
     eng_adapter_unref(a);
     eng_tokenizer_unref(t);
