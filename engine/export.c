@@ -26,6 +26,7 @@
  * one row plus the adapter whatever the model size.
  */
 #include "model.h"
+#include "err.h"
 #include "safetensors.h"
 #include "train_impl.h"
 
@@ -33,25 +34,10 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static const char *const hf_module[ENG_T_COUNT] = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
@@ -157,7 +143,7 @@ int eng_adapter_export_peft(const eng_model *m, const eng_adapter *a,
         return -EINVAL;
     if ((rc = adapter_reordered(m, a, interleaved(m) ? TO_HF_ROWS
                                                      : KEEP_ROWS, &b))) {
-        set_err(err, errlen, "the adapter does not fit the base model");
+        eng_err(err, errlen, "the adapter does not fit the base model");
         return rc;
     }
     rc = eng_adapter_save(b, dir, base_name, err, errlen);
@@ -235,7 +221,7 @@ static int check_peft_shapes(const eng_model *m, const char *dir, char *err,
         int64_t want0, want1;
 
         if (!parse_lora_name(st->name, &l, &t, &b)) {
-            set_err(err, errlen, "tensor %s: not a LoRA weight of a q/k/v/o/"
+            eng_err(err, errlen, "tensor %s: not a LoRA weight of a q/k/v/o/"
                     "gate/up/down projection", st->name);
             rc = -EINVAL;
             break;
@@ -244,12 +230,12 @@ static int check_peft_shapes(const eng_model *m, const char *dir, char *err,
         want0 = b ? out : rank;
         want1 = b ? rank : in;
         if (l >= m->cfg.n_layers) {
-            set_err(err, errlen, "tensor %s: layer %d, the base model has %d "
+            eng_err(err, errlen, "tensor %s: layer %d, the base model has %d "
                     "layers", st->name, l, m->cfg.n_layers);
             rc = -EINVAL;
         } else if (!st->known || st->ndim != 2 || st->shape[0] != want0 ||
                    st->shape[1] != want1) {
-            set_err(err, errlen, "tensor %s: shape [%lld, %lld] %s, the base "
+            eng_err(err, errlen, "tensor %s: shape [%lld, %lld] %s, the base "
                     "model needs [%lld, %lld] F32/F16/BF16 (rank %d)",
                     st->name, (long long)st->shape[0],
                     (long long)(st->ndim > 1 ? st->shape[1] : 0),
@@ -265,7 +251,7 @@ static int check_peft_shapes(const eng_model *m, const char *dir, char *err,
         for (int t = 0; !rc && t < ENG_T_COUNT; t++)
             for (int b = 0; !rc && b < 2; b++)
                 if ((targets >> t & 1) && !have[(l * ENG_T_COUNT + t) * 2 + b]) {
-                    set_err(err, errlen, "tensor base_model.model.model."
+                    eng_err(err, errlen, "tensor base_model.model.model."
                             "layers.%d.%s.lora_%c.weight is missing (the "
                             "base model has %d layers)", l, hf_module[t],
                             b ? 'B' : 'A', nl);
@@ -431,10 +417,10 @@ int eng_adapter_export_gguf(const eng_model *m, const eng_adapter *a,
     }
     free(out.p);
     if (rc)
-        set_err(err, errlen, "%s: write failed", path);
+        eng_err(err, errlen, "%s: write failed", path);
     return rc;
 fail_fit:
-    set_err(err, errlen, "the adapter does not fit the base model");
+    eng_err(err, errlen, "the adapter does not fit the base model");
     return rc;
 }
 
@@ -600,7 +586,7 @@ static int write_model_st(const eng_model *m, const eng_adapter *a, int dt,
     }
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (!(f = fopen(tmp, "wb"))) {
-        set_err(err, errlen, "%s: cannot create", tmp);
+        eng_err(err, errlen, "%s: cannot create", tmp);
         rc = -EIO;
         goto out;
     }
@@ -621,7 +607,7 @@ static int write_model_st(const eng_model *m, const eng_adapter *a, int dt,
         rc = -EIO;
     if (rc) {
         unlink(tmp);
-        set_err(err, errlen, "%s: write failed", path);
+        eng_err(err, errlen, "%s: write failed", path);
     }
 out:
     free(o);
@@ -699,7 +685,7 @@ int eng_model_export_hf(const eng_model *m, const eng_adapter *a, int dtype,
                        dtype != ENG_DT_F16))
         return -EINVAL;
     if (a && a->n_layers != m->cfg.n_layers) {
-        set_err(err, errlen, "the adapter does not fit the base model");
+        eng_err(err, errlen, "the adapter does not fit the base model");
         return -EINVAL;
     }
     if (m->cfg.rope_scaling == ENG_ROPE_SCALING_NONE) {
@@ -711,7 +697,7 @@ int eng_model_export_hf(const eng_model *m, const eng_adapter *a, int dtype,
             double f = pow((double)m->cfg.rope_theta,
                            -2.0 * i / m->cfg.head_dim);
             if (fabs(m->rope_inv_freq[i] - f) > 1e-6 * f) {
-                set_err(err, errlen, "the base model's RoPE frequencies "
+                eng_err(err, errlen, "the base model's RoPE frequencies "
                         "(GGUF rope_freqs) have no config.json equivalent; "
                         "export PEFT or GGUF instead");
                 return -EINVAL;
@@ -729,6 +715,6 @@ int eng_model_export_hf(const eng_model *m, const eng_adapter *a, int dtype,
     rc = eng_write_atomic(path, parts, lens, 2);
     free(cfg);
     if (rc)
-        set_err(err, errlen, "%s: write failed", path);
+        eng_err(err, errlen, "%s: write failed", path);
     return rc;
 }

@@ -32,6 +32,7 @@
  * outputs are the same with or without the hook.
  */
 #include "session.h"
+#include "err.h"
 #include "tokenizer.h"
 
 #include <errno.h>
@@ -401,27 +402,21 @@ static int text_flush(gen_text *g)
 /* ------------------------------------------------------------------------ */
 /* Generation                                                                */
 
-static void set_err(char *err, size_t errlen, const char *msg)
-{
-    if (err && errlen)
-        snprintf(err, errlen, "%s", msg);
-}
-
 static int check_params(const eng_model *m, const eng_sample_params *sp,
                         int n_ids, char *err, size_t errlen)
 {
     if (n_ids <= 0) {
-        set_err(err, errlen, "empty prompt");
+        eng_err(err, errlen, "empty prompt");
         return -EINVAL;
     }
     if (n_ids > m->cfg.max_seq_len) {
-        set_err(err, errlen, "prompt longer than the model's context");
+        eng_err(err, errlen, "prompt longer than the model's context");
         return -EINVAL;
     }
     if (sp->max_tokens < 0 || sp->temperature < 0 || !isfinite(sp->temperature) ||
         sp->top_p < 0 || sp->top_p > 1 || sp->top_k < 0 || sp->n_stop < 0 ||
         (sp->n_stop > 0 && !sp->stop)) {
-        set_err(err, errlen, "invalid sampling parameters");
+        eng_err(err, errlen, "invalid sampling parameters");
         return -EINVAL;
     }
     return 0;
@@ -514,12 +509,12 @@ int eng_generate_ids(eng_model *m, const eng_adapter *a,
     }
     if ((rc = eng_session_new(m, (int)ctx, n_ids < 512 ? n_ids : 512, &g.s)) ||
         (rc = eng_session_set_adapter(g.s, a))) {
-        set_err(err, errlen, rc == -EINVAL ? "adapter does not fit the model"
+        eng_err(err, errlen, "%s", rc == -EINVAL ? "adapter does not fit the model"
                                            : "out of memory");
         goto out;
     }
     if ((rc = eng_session_eval(g.s, ids, n_ids))) {
-        set_err(err, errlen, "prompt token out of range");
+        eng_err(err, errlen, "prompt token out of range");
         goto out;
     }
     if ((rc = gen_loop(&g, t, ids[n_ids - 1], &sp, h)) ||
@@ -535,7 +530,7 @@ int eng_generate_ids(eng_model *m, const eng_adapter *a,
     g.text.buf = NULL;
 out:
     if (rc == -ECANCELED)
-        set_err(err, errlen, "generation cancelled");
+        eng_err(err, errlen, "generation cancelled");
     eng_session_free(g.s);
     free(g.cands);
     free(g.text.buf);
@@ -554,7 +549,7 @@ int eng_generate(eng_model *m, const eng_adapter *a, const eng_tokenizer *t,
     if (!m || !t || !ret)
         return -EINVAL;
     if (len > (size_t)m->cfg.max_seq_len * 64) {
-        set_err(err, errlen, "prompt longer than the model's context");
+        eng_err(err, errlen, "prompt longer than the model's context");
         return -EINVAL;
     }
     /* A first guess of one token per byte (plus BOS and a dummy prefix)
@@ -572,7 +567,7 @@ int eng_generate(eng_model *m, const eng_adapter *a, const eng_tokenizer *t,
         cap = n;
     }
     if (rc)
-        set_err(err, errlen, "prompt is not valid UTF-8");
+        eng_err(err, errlen, "prompt is not valid UTF-8");
     else
         rc = eng_generate_ids(m, a, t, ids, n, sp, cb, user, h, ret, err,
                               errlen);
@@ -657,7 +652,7 @@ int eng_seq_new(eng_model *m, const eng_seq_params *p, eng_seq **ret,
         return rc;
     for (int i = 0; i < p->n_ids; i++)
         if (p->ids[i] < 0 || p->ids[i] >= m->cfg.vocab_size) {
-            set_err(err, errlen, "prompt token out of range");
+            eng_err(err, errlen, "prompt token out of range");
             return -EINVAL;
         }
     if (!(q = calloc(1, sizeof(*q))))
@@ -694,7 +689,7 @@ int eng_seq_new(eng_model *m, const eng_seq_params *p, eng_seq **ret,
     if ((rc = eng_session_new(m, (int)ctx, 1, &q->s)))
         goto fail;
     if ((rc = eng_session_set_adapter(q->s, p->adapter))) {
-        set_err(err, errlen, rc == -EINVAL ? "adapter does not fit the model"
+        eng_err(err, errlen, "%s", rc == -EINVAL ? "adapter does not fit the model"
                                            : "out of memory");
         goto fail;
     }
@@ -702,7 +697,7 @@ int eng_seq_new(eng_model *m, const eng_seq_params *p, eng_seq **ret,
     return 0;
 fail:
     if (rc == -ENOMEM)
-        set_err(err, errlen, "out of memory");
+        eng_err(err, errlen, "out of memory");
     eng_seq_free(q);
     return rc;
 }

@@ -10,11 +10,11 @@
  * walks by gguf_arr_strings() cannot fail.
  */
 #include "gguf_meta.h"
+#include "err.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,16 +30,6 @@ typedef struct cursor {
     const uint8_t *p;
     const uint8_t *end;
 } cursor;
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static const uint8_t *cur_take(cursor *c, uint64_t n)
 {
@@ -168,23 +158,23 @@ int gguf_meta_parse(const void *buf, size_t size, gguf_meta **ret, char *err,
     cursor c = { buf, (const uint8_t *)buf + size };
     const uint8_t *magic = cur_take(&c, 4);
     if (!magic || memcmp(magic, "GGUF", 4) != 0) {
-        set_err(err, errlen, "not a GGUF file (bad magic)");
+        eng_err(err, errlen, "not a GGUF file (bad magic)");
         return -EIO;
     }
     uint32_t version;
     uint64_t n_tensors, n_kv;
     if (cur_u32(&c, &version) < 0 || cur_u64(&c, &n_tensors) < 0 ||
         cur_u64(&c, &n_kv) < 0) {
-        set_err(err, errlen, "GGUF header truncated");
+        eng_err(err, errlen, "GGUF header truncated");
         return -EIO;
     }
     if (version != 2 && version != 3) {
-        set_err(err, errlen, "unsupported GGUF version %u", version);
+        eng_err(err, errlen, "unsupported GGUF version %u", version);
         return -EIO;
     }
     /* each kv takes at least 8 (key len) + 4 (type) + 1 bytes */
     if (n_kv > size / 13) {
-        set_err(err, errlen, "GGUF kv count %llu exceeds the file",
+        eng_err(err, errlen, "GGUF kv count %llu exceeds the file",
                 (unsigned long long)n_kv);
         return -EIO;
     }
@@ -198,7 +188,7 @@ int gguf_meta_parse(const void *buf, size_t size, gguf_meta **ret, char *err,
     m->kv = kv;
     for (uint64_t i = 0; i < n_kv; i++) {
         if (parse_kv(&c, &kv[i]) < 0) {
-            set_err(err, errlen, "GGUF metadata entry %llu is corrupt",
+            eng_err(err, errlen, "GGUF metadata entry %llu is corrupt",
                     (unsigned long long)i);
             free(kv);
             free(m);
@@ -215,7 +205,7 @@ int gguf_meta_parse(const void *buf, size_t size, gguf_meta **ret, char *err,
     uint64_t al;
     if (gguf_meta_get_u64(m, "general.alignment", &al) == 0) {
         if (al == 0 || al > (1u << 20) || (al & (al - 1))) {
-            set_err(err, errlen, "bad general.alignment %llu",
+            eng_err(err, errlen, "bad general.alignment %llu",
                     (unsigned long long)al);
             free(kv);
             free(m);
@@ -233,20 +223,20 @@ int gguf_meta_open(const char *path, gguf_meta **ret, char *err,
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        set_err(err, errlen, "%s: %s", path, strerror(e));
+        eng_err(err, errlen, "%s: %s", path, strerror(e));
         return e == ENOENT ? -ENOENT : -EIO;
     }
     struct stat st;
     if (fstat(fd, &st) < 0 || st.st_size < 24) {
         close(fd);
-        set_err(err, errlen, "%s: not a GGUF file (too small)", path);
+        eng_err(err, errlen, "%s: not a GGUF file (too small)", path);
         return -EIO;
     }
     size_t size = (size_t)st.st_size;
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) {
-        set_err(err, errlen, "%s: mmap failed", path);
+        eng_err(err, errlen, "%s: mmap failed", path);
         return -EIO;
     }
     gguf_meta *m;

@@ -15,6 +15,7 @@
 #ifndef TUNA_ENGINE_LOADER_IMPL_H
 #define TUNA_ENGINE_LOADER_IMPL_H
 
+#include "err.h"
 #include "model.h"
 
 typedef enum {
@@ -77,9 +78,5 @@ int eng_ld_hf_config(const char *dir, eng_config *ret, char *err,
 int eng_ld_gguf_probe(const char *path, eng_config *ret, char *dtype,
                       size_t dlen, char **ret_chat_template, char *err,
                       size_t errlen);
-
-/* printf-style one-line message into an optional err buffer. */
-void eng_ld_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -17,13 +17,13 @@
  * has complete weights.
  */
 #include "model.h"
+#include "err.h"
 #include "safetensors.h"
 #include "train_impl.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -33,16 +33,6 @@
 static const char *const target_module[ENG_T_COUNT] = {
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void eng_lora_tensor_name(char *buf, size_t n, int layer, int t, int is_b)
 {
@@ -233,7 +223,7 @@ int eng_adapter_save(const eng_adapter *a, const char *dir,
         goto out;
     }
     if ((rc = make_dir(dir))) {
-        set_err(err, errlen, "%s: cannot create directory", dir);
+        eng_err(err, errlen, "%s: cannot create directory", dir);
         goto out;
     }
     eng_adapter_tensors(a, t, names);
@@ -244,7 +234,7 @@ int eng_adapter_save(const eng_adapter *a, const char *dir,
     const void *parts[] = {cfg, "\n"};
     size_t lens[] = {strlen(cfg), 1};
     if ((rc = eng_write_atomic(path, parts, lens, 2)))
-        set_err(err, errlen, "%s: write failed", path);
+        eng_err(err, errlen, "%s: write failed", path);
 out:
     free(t);
     free(names);
@@ -338,7 +328,7 @@ static int load_weights(eng_adapter *a, const eng_st_file *f, char *err,
     for (int i = 0; i < f->n; i++)
         n_lora += strstr(f->t[i].name, ".lora_") != NULL;
     if (n_lora != eng_adapter_n_tensors(a)) {
-        set_err(err, errlen, "adapter has %d LoRA tensors, model needs %d",
+        eng_err(err, errlen, "adapter has %d LoRA tensors, model needs %d",
                 n_lora, eng_adapter_n_tensors(a));
         return -EINVAL;
     }
@@ -356,7 +346,7 @@ static int load_weights(eng_adapter *a, const eng_st_file *f, char *err,
         }
     return 0;
 bad:
-    set_err(err, errlen, "%s: missing or wrong shape for this model", name);
+    eng_err(err, errlen, "%s: missing or wrong shape for this model", name);
     return -EINVAL;
 }
 
@@ -371,11 +361,11 @@ int eng_adapter_load(const eng_model *m, const char *dir, eng_adapter **ret,
     unsigned targets;
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     if ((rc = read_small_file(path, &text))) {
-        set_err(err, errlen, "%s: cannot read", path);
+        eng_err(err, errlen, "%s: cannot read", path);
         goto out;
     }
     if ((rc = parse_config(text, &r, &alpha, &drop, &targets, &rslora))) {
-        set_err(err, errlen, "%s: not a LoRA config we support", path);
+        eng_err(err, errlen, "%s: not a LoRA config we support", path);
         goto out;
     }
     if ((rc = adapter_alloc(&m->cfg, r, alpha, targets, &a)))

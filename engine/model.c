@@ -19,6 +19,7 @@
  * arrays are stacked [n_layers, ...], each matrix [out, in] as we store it.
  */
 #include "model.h"
+#include "err.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,12 +30,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static void set_err(char *err, size_t errlen, const char *fmt, const char *a)
-{
-    if (err && errlen)
-        snprintf(err, errlen, fmt, a);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Weight memory                                                             */
@@ -433,34 +428,34 @@ int eng_model_load_llama2c(const char *path, eng_model **ret_model,
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rc = errno == ENOENT ? -ENOENT : -EIO;
-        set_err(err, errlen, "cannot open %s", path);
+        eng_err(err, errlen, "cannot open %s", path);
         return rc;
     }
     rc = -EIO;
     if (fstat(fd, &st) || (size_t)st.st_size < sizeof(hdr)) {
-        set_err(err, errlen, "%s: too short for a llama2.c header", path);
+        eng_err(err, errlen, "%s: too short for a llama2.c header", path);
         goto out;
     }
     if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
         llama2c_config(hdr, &cfg)) {
-        set_err(err, errlen, "%s: not a llama2.c checkpoint (bad header)", path);
+        eng_err(err, errlen, "%s: not a llama2.c checkpoint (bad header)", path);
         goto out;
     }
     /* Overflow is impossible here: every factor is a positive int32, and the
      * product is compared against the real file size before any use. */
     if ((size_t)st.st_size - sizeof(hdr) <
         llama2c_floats(&cfg) * sizeof(float)) {
-        set_err(err, errlen, "%s: truncated llama2.c checkpoint", path);
+        eng_err(err, errlen, "%s: truncated llama2.c checkpoint", path);
         goto out;
     }
     map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (map == MAP_FAILED) {
         rc = -ENOMEM;
-        set_err(err, errlen, "%s: mmap failed", path);
+        eng_err(err, errlen, "%s: mmap failed", path);
         goto out;
     }
     if ((rc = eng_model_alloc(&cfg, &m))) {
-        set_err(err, errlen, "%s: out of memory", path);
+        eng_err(err, errlen, "%s: out of memory", path);
         goto out;
     }
     m->map = map;
@@ -473,7 +468,7 @@ int eng_model_load_llama2c(const char *path, eng_model **ret_model,
     if (!cfg.tied_embeddings)
         m->lm_head = f32_view(&p, cfg.vocab_size, cfg.dim);
     if ((rc = eng_model_finish(m))) {
-        set_err(err, errlen, "%s: inconsistent model", path);
+        eng_err(err, errlen, "%s: inconsistent model", path);
         goto out;
     }
     *ret_model = m;

@@ -142,7 +142,7 @@ static int read_infos(gg_file *f, char *err, size_t errlen)
 
     /* Each info takes at least 32 bytes: bounds the allocation. */
     if (meta->n_tensors > meta->size / 32 || meta->alignment == 0) {
-        eng_ld_err(err, errlen, "GGUF: bad tensor count or alignment");
+        eng_err(err, errlen, "GGUF: bad tensor count or alignment");
         return -EIO;
     }
     f->n = meta->n_tensors;
@@ -154,8 +154,8 @@ static int read_infos(gg_file *f, char *err, size_t errlen)
     }
     for (uint64_t i = 0; i < f->n; i++) {
         if (read_info(&r, &f->t[i], &offs[i])) {
-            eng_ld_err(err, errlen, "GGUF: tensor info %llu is corrupt",
-                       (unsigned long long)i);
+            eng_err(err, errlen, "GGUF: tensor info %llu is corrupt",
+                    (unsigned long long)i);
             goto out;
         }
     }
@@ -171,8 +171,8 @@ static int read_infos(gg_file *f, char *err, size_t errlen)
         if (offs[i] % meta->alignment || data > meta->size ||
             offs[i] > meta->size - data ||
             t->nbytes > meta->size - data - offs[i]) {
-            eng_ld_err(err, errlen, "GGUF: tensor %.*s lies outside the file",
-                       (int)t->name.len, t->name.ptr);
+            eng_err(err, errlen, "GGUF: tensor %.*s lies outside the file",
+                    (int)t->name.len, t->name.ptr);
             goto out;
         }
         t->data = meta->base + data + offs[i];
@@ -207,8 +207,8 @@ static int arch_int(const gguf_meta *meta, const char *arch, const char *key,
     if (rc == -ENOENT && def >= 0) {
         v = def;
     } else if (rc || v <= 0 || v > INT32_MAX) {
-        eng_ld_err(err, errlen, "GGUF: %s %s", full,
-                   rc == -ENOENT ? "missing" : "invalid");
+        eng_err(err, errlen, "GGUF: %s %s", full,
+                rc == -ENOENT ? "missing" : "invalid");
         return -EINVAL;
     }
     *ret = (int)v;
@@ -235,8 +235,8 @@ static int rope_scaling(const gguf_meta *meta, const char *arch,
     if (gguf_meta_get_str(meta, full, &s) || gguf_str_eq(s, "none"))
         return 0;
     if (!gguf_str_eq(s, "linear")) {
-        eng_ld_err(err, errlen, "GGUF: rope scaling \"%.*s\" is not supported",
-                   (int)s.len, s.ptr);
+        eng_err(err, errlen, "GGUF: rope scaling \"%.*s\" is not supported",
+                (int)s.len, s.ptr);
         return -EINVAL;
     }
     c->rope_scaling = ENG_ROPE_SCALING_LINEAR;
@@ -252,19 +252,19 @@ static int gguf_arch(const gguf_meta *meta, char *arch, char *err,
 
     if (!gguf_meta_get_str(meta, "general.type", &s) &&
         gguf_str_eq(s, "adapter")) {
-        eng_ld_err(err, errlen, "GGUF: this file is an adapter, not a model");
+        eng_err(err, errlen, "GGUF: this file is an adapter, not a model");
         return -EINVAL;
     }
     if (gguf_meta_get_str(meta, "general.architecture", &s) || s.len >= 32) {
-        eng_ld_err(err, errlen, "GGUF: general.architecture missing");
+        eng_err(err, errlen, "GGUF: general.architecture missing");
         return -EINVAL;
     }
     memcpy(arch, s.ptr, s.len);
     arch[s.len] = '\0';
     if (strcmp(arch, "llama") && strcmp(arch, "mistral") &&
         strcmp(arch, "qwen2")) {
-        eng_ld_err(err, errlen, "GGUF: architecture \"%s\" is not supported "
-                   "(llama, mistral, qwen2)", arch);
+        eng_err(err, errlen, "GGUF: architecture \"%s\" is not supported "
+                "(llama, mistral, qwen2)", arch);
         return -EINVAL;
     }
     return 0;
@@ -292,12 +292,12 @@ static int gguf_config(const gg_file *f, eng_config *c, char *err,
         (rc = arch_int(meta, arch, "context_length", 2048, &c->max_seq_len, err, errlen)))
         return rc;
     if (rot != c->head_dim) {
-        eng_ld_err(err, errlen, "GGUF: partial rotary (%d of %d dims) is not "
-                   "supported", rot, c->head_dim);
+        eng_err(err, errlen, "GGUF: partial rotary (%d of %d dims) is not "
+                "supported", rot, c->head_dim);
         return -EINVAL;
     }
     if (!(emb = find(f, "token_embd.weight")) || emb->n_dims != 2) {
-        eng_ld_err(err, errlen, "GGUF: token_embd.weight missing");
+        eng_err(err, errlen, "GGUF: token_embd.weight missing");
         return -EINVAL;
     }
     c->vocab_size = (int)emb->ne[1];
@@ -313,9 +313,9 @@ static int gguf_config(const gg_file *f, eng_config *c, char *err,
     if ((rc = eng_ld_check_limits(c, err, errlen)))
         return rc;
     if (eng_config_check(c)) {
-        eng_ld_err(err, errlen, "GGUF: inconsistent hyper-parameters "
-                   "(dim %d, heads %d/%d, head_dim %d)", c->dim, c->n_heads,
-                   c->n_kv_heads, c->head_dim);
+        eng_err(err, errlen, "GGUF: inconsistent hyper-parameters "
+                "(dim %d, heads %d/%d, head_dim %d)", c->dim, c->n_heads,
+                c->n_kv_heads, c->head_dim);
         return -EINVAL;
     }
     return 0;
@@ -354,12 +354,12 @@ static int lookup(const void *file, const eng_ld_slot *s, char *name,
 
     slot_name(s, name, namelen);
     if (!(t = find(file, name))) {
-        eng_ld_err(err, errlen, "GGUF: tensor %s missing", name);
+        eng_err(err, errlen, "GGUF: tensor %s missing", name);
         return -EINVAL;
     }
     if (!t->data) {
-        eng_ld_err(err, errlen, "GGUF: tensor %s has unsupported ggml "
-                   "type %u", name, t->type);
+        eng_err(err, errlen, "GGUF: tensor %s has unsupported ggml "
+                "type %u", name, t->type);
         return -EINVAL;
     }
     gg_dtype(t->type, &src->dtype);
@@ -380,8 +380,8 @@ static int apply_rope_freqs(eng_model *m, const gg_file *f, char *err,
     if (!t)
         return 0;
     if (t->type != 0 || t->n_dims != 1 || t->ne[0] != half || !t->data) {
-        eng_ld_err(err, errlen, "GGUF: rope_freqs.weight must be F32 [%d]",
-                   half);
+        eng_err(err, errlen, "GGUF: rope_freqs.weight must be F32 [%d]",
+                half);
         return -EINVAL;
     }
     for (int i = 0; i < half; i++) {
@@ -389,7 +389,7 @@ static int apply_rope_freqs(eng_model *m, const gg_file *f, char *err,
 
         memcpy(&ff, t->data + 4 * (size_t)i, 4);
         if (!(ff > 0)) {
-            eng_ld_err(err, errlen, "GGUF: rope_freqs.weight[%d] = %g", i, ff);
+            eng_err(err, errlen, "GGUF: rope_freqs.weight[%d] = %g", i, ff);
             return -EINVAL;
         }
         m->rope_inv_freq[i] /= ff;
@@ -405,17 +405,17 @@ static int map_file(const char *path, void **ret_map, size_t *ret_len,
     void *map;
 
     if (fd < 0) {
-        eng_ld_err(err, errlen, "%s: %s", path, strerror(errno));
+        eng_err(err, errlen, "%s: %s", path, strerror(errno));
         return errno == ENOENT ? -ENOENT : -EIO;
     }
     if (fstat(fd, &st) || st.st_size < 24) {
-        eng_ld_err(err, errlen, "%s: not a GGUF file", path);
+        eng_err(err, errlen, "%s: not a GGUF file", path);
         rc = -EIO;
         goto out;
     }
     map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (map == MAP_FAILED) {
-        eng_ld_err(err, errlen, "%s: mmap: %s", path, strerror(errno));
+        eng_err(err, errlen, "%s: mmap: %s", path, strerror(errno));
         rc = errno == ENOMEM ? -ENOMEM : -EIO;
         goto out;
     }

@@ -53,13 +53,13 @@ static int read_text(const char *path, char **ret, char *err, size_t errlen)
     char *buf;
 
     if (!fp) {
-        eng_ld_err(err, errlen, "%s: %s", path, strerror(errno));
+        eng_err(err, errlen, "%s: %s", path, strerror(errno));
         return errno == ENOENT ? -ENOENT : -EIO;
     }
     if (fseek(fp, 0, SEEK_END) || (n = ftell(fp)) < 0 ||
         (unsigned long)n > HF_MAX_JSON || fseek(fp, 0, SEEK_SET)) {
         fclose(fp);
-        eng_ld_err(err, errlen, "%s: unreadable or too large", path);
+        eng_err(err, errlen, "%s: unreadable or too large", path);
         return -EIO;
     }
     buf = malloc((size_t)n + 1);
@@ -70,7 +70,7 @@ static int read_text(const char *path, char **ret, char *err, size_t errlen)
     if (fread(buf, 1, (size_t)n, fp) != (size_t)n) {
         free(buf);
         fclose(fp);
-        eng_ld_err(err, errlen, "%s: read error", path);
+        eng_err(err, errlen, "%s: read error", path);
         return -EIO;
     }
     buf[n] = '\0';
@@ -93,7 +93,7 @@ static int read_json(const char *dir, const char *name, cJSON **ret,
     *ret = cJSON_Parse(text);
     free(text);
     if (!*ret) {
-        eng_ld_err(err, errlen, "%s: invalid JSON", path);
+        eng_err(err, errlen, "%s: invalid JSON", path);
         return -EIO;
     }
     return 0;
@@ -110,7 +110,7 @@ static int cfg_int(const cJSON *j, const char *key, int def, int *ret,
 
     if (!v || cJSON_IsNull(v)) {
         if (def < 0) {
-            eng_ld_err(err, errlen, "config.json: %s missing", key);
+            eng_err(err, errlen, "config.json: %s missing", key);
             return -EINVAL;
         }
         *ret = def;
@@ -118,8 +118,8 @@ static int cfg_int(const cJSON *j, const char *key, int def, int *ret,
     }
     if (!cJSON_IsNumber(v) || v->valuedouble < 1 ||
         v->valuedouble > INT_MAX || v->valuedouble != (int)v->valuedouble) {
-        eng_ld_err(err, errlen, "config.json: %s is not a positive integer",
-                   key);
+        eng_err(err, errlen, "config.json: %s is not a positive integer",
+                key);
         return -EINVAL;
     }
     *ret = (int)v->valuedouble;
@@ -170,8 +170,8 @@ static int cfg_rope_scaling(const cJSON *j, eng_config *c, char *err,
         c->rope_orig_max_pos =
             (int)cfg_num(rs, "original_max_position_embeddings", 8192);
     } else {
-        eng_ld_err(err, errlen, "config.json: rope_scaling type \"%s\" is not "
-                   "supported (linear, llama3)", type);
+        eng_err(err, errlen, "config.json: rope_scaling type \"%s\" is not "
+                "supported (linear, llama3)", type);
         return -EINVAL;
     }
     return 0;
@@ -202,13 +202,13 @@ static int cfg_unsupported(const cJSON *j, char *err, size_t errlen)
     const char *act = cfg_str(j, "hidden_act");
 
     if (act && strcmp(act, "silu")) {
-        eng_ld_err(err, errlen, "config.json: hidden_act \"%s\" is not "
-                   "supported (silu)", act);
+        eng_err(err, errlen, "config.json: hidden_act \"%s\" is not "
+                "supported (silu)", act);
         return -EINVAL;
     }
     if (cfg_bool(j, "attention_bias", false) || cfg_bool(j, "mlp_bias", false)) {
-        eng_ld_err(err, errlen, "config.json: attention_bias/mlp_bias are "
-                   "not supported");
+        eng_err(err, errlen, "config.json: attention_bias/mlp_bias are "
+                "not supported");
         return -EINVAL;
     }
     return 0;
@@ -221,8 +221,8 @@ static int hf_config(const cJSON *j, eng_config *c, char *err, size_t errlen)
 
     memset(c, 0, sizeof(*c));
     if (!arch) {
-        eng_ld_err(err, errlen, "config.json: architecture not supported "
-                   "(LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+        eng_err(err, errlen, "config.json: architecture not supported "
+                "(LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
         return -EINVAL;
     }
     snprintf(c->arch, sizeof c->arch, "%s", arch);
@@ -252,9 +252,9 @@ static int hf_config(const cJSON *j, eng_config *c, char *err, size_t errlen)
     if ((rc = eng_ld_check_limits(c, err, errlen)))
         return rc;
     if (eng_config_check(c)) {
-        eng_ld_err(err, errlen, "config.json: inconsistent sizes (hidden %d, "
-                   "heads %d/%d, head_dim %d) or rope parameters", c->dim,
-                   c->n_heads, c->n_kv_heads, c->head_dim);
+        eng_err(err, errlen, "config.json: inconsistent sizes (hidden %d, "
+                "heads %d/%d, head_dim %d) or rope parameters", c->dim,
+                c->n_heads, c->n_kv_heads, c->head_dim);
         return -EINVAL;
     }
     return 0;
@@ -316,7 +316,7 @@ static int shard_names(const char *dir, hf_shards *s, char *err, size_t errlen)
         s->n++;
     }
     if (rc == -EIO || !s->n)
-        eng_ld_err(err, errlen, "model.safetensors.index.json: bad weight_map");
+        eng_err(err, errlen, "model.safetensors.index.json: bad weight_map");
     cJSON_Delete(idx);
     return rc ? rc : s->n ? 0 : -EIO;
 }
@@ -352,7 +352,7 @@ static int map_shards(const char *dir, hf_shards *s, char *err, size_t errlen)
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || mmap(dst, f->map_len, PROT_READ, MAP_PRIVATE | MAP_FIXED,
                            fd, 0) == MAP_FAILED) {
-            eng_ld_err(err, errlen, "%s: %s", path, strerror(errno));
+            eng_err(err, errlen, "%s: %s", path, strerror(errno));
             if (fd >= 0)
                 close(fd);
             return -EIO;
@@ -416,14 +416,14 @@ static int lookup(const void *file, const eng_ld_slot *s, char *name,
 
     slot_name(s, name, namelen);
     if (!(t = shards_find(file, name))) {
-        eng_ld_err(err, errlen, "safetensors: tensor %s missing%s", name,
-                   s->kind == ENG_W_LM_HEAD
-                       ? " (and tie_word_embeddings is false)" : "");
+        eng_err(err, errlen, "safetensors: tensor %s missing%s", name,
+                s->kind == ENG_W_LM_HEAD
+                    ? " (and tie_word_embeddings is false)" : "");
         return -EINVAL;
     }
     if (!t->known || t->ndim > 4) {
-        eng_ld_err(err, errlen, "safetensors: tensor %s has dtype %s "
-                   "(F32, F16, BF16 supported)", name, t->dtype_name);
+        eng_err(err, errlen, "safetensors: tensor %s has dtype %s "
+                "(F32, F16, BF16 supported)", name, t->dtype_name);
         return -EINVAL;
     }
     src->dtype = t->dtype;

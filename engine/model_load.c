@@ -11,23 +11,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-void eng_ld_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Slots                                                                     */
@@ -145,18 +133,18 @@ static int bind_slot(const eng_ld_slot *s, const eng_ld_src *src,
     int64_t rows, cols;
 
     if (src_shape(src, &rows, &cols) || rows != s->rows || cols != s->cols) {
-        eng_ld_err(err, errlen,
-                   "tensor %s: %d-d shape [%lld, %lld], expected [%d, %d]",
-                   src->name, src->ndim, (long long)src->dims[0],
-                   (long long)(src->ndim > 1 ? src->dims[1] : 0), s->rows,
-                   s->cols);
+        eng_err(err, errlen,
+                "tensor %s: %d-d shape [%lld, %lld], expected [%d, %d]",
+                src->name, src->ndim, (long long)src->dims[0],
+                (long long)(src->ndim > 1 ? src->dims[1] : 0), s->rows,
+                s->cols);
         return -EINVAL;
     }
     if (s->vector) {
         if (src->dtype != ENG_DT_F32 && src->dtype != ENG_DT_F16 &&
             src->dtype != ENG_DT_BF16) {
-            eng_ld_err(err, errlen, "tensor %s: vector stored as %s",
-                       src->name, dtype_name(src->dtype));
+            eng_err(err, errlen, "tensor %s: vector stored as %s",
+                    src->name, dtype_name(src->dtype));
             return -EINVAL;
         }
         eng_tensor view = { src->dtype, 1, s->cols, (void *)src->data };
@@ -167,15 +155,15 @@ static int bind_slot(const eng_ld_slot *s, const eng_ld_src *src,
         return 0;
     }
     if (s->cols % eng_ld_block_elems(src->dtype)) {
-        eng_ld_err(err, errlen, "tensor %s: %s rows of %d values are not "
-                   "whole blocks", src->name, dtype_name(src->dtype), s->cols);
+        eng_err(err, errlen, "tensor %s: %s rows of %d values are not "
+                "whole blocks", src->name, dtype_name(src->dtype), s->cols);
         return -EINVAL;
     }
     /* BLAS reads f32 weights as float*; a file that packs them unaligned
      * (safetensors does not promise alignment) is refused, not mis-read. */
     if (src->dtype == ENG_DT_F32 && ((uintptr_t)src->data & 3)) {
-        eng_ld_err(err, errlen, "tensor %s: F32 data not 4-byte aligned",
-                   src->name);
+        eng_err(err, errlen, "tensor %s: F32 data not 4-byte aligned",
+                src->name);
         return -EINVAL;
     }
     *s->dst = (eng_tensor){ src->dtype, s->rows, s->cols, (void *)src->data };
@@ -216,9 +204,9 @@ int eng_ld_check_limits(const eng_config *c, char *err, size_t errlen)
     if (c->dim > (1 << 16) || c->hidden_dim > (1 << 18) ||
         c->n_layers > 1024 || c->n_heads > 1024 || c->head_dim > 4096 ||
         c->vocab_size > (1 << 24)) {
-        eng_ld_err(err, errlen, "implausible model sizes (dim %d, hidden %d, "
-                   "layers %d, heads %d, vocab %d)", c->dim, c->hidden_dim,
-                   c->n_layers, c->n_heads, c->vocab_size);
+        eng_err(err, errlen, "implausible model sizes (dim %d, hidden %d, "
+                "layers %d, heads %d, vocab %d)", c->dim, c->hidden_dim,
+                c->n_layers, c->n_heads, c->vocab_size);
         return -EINVAL;
     }
     return 0;
@@ -229,8 +217,8 @@ int eng_ld_finish(eng_model *m, char *err, size_t errlen)
     int rc = eng_model_finish(m);
 
     if (rc)
-        eng_ld_err(err, errlen, "model incomplete or inconsistent (%s)",
-                   strerror(-rc));
+        eng_err(err, errlen, "model incomplete or inconsistent (%s)",
+                strerror(-rc));
     return rc;
 }
 
@@ -245,14 +233,14 @@ int eng_model_load(const char *path, eng_model **ret_model, char *err,
     int fd;
 
     if (stat(path, &st)) {
-        eng_ld_err(err, errlen, "%s: %s", path, strerror(errno));
+        eng_err(err, errlen, "%s: %s", path, strerror(errno));
         return -ENOENT;
     }
     if (S_ISDIR(st.st_mode))
         return eng_model_load_hf(path, ret_model, err, errlen);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        eng_ld_err(err, errlen, "%s: %s", path, strerror(errno));
+        eng_err(err, errlen, "%s: %s", path, strerror(errno));
         return errno == ENOENT ? -ENOENT : -EIO;
     }
     ssize_t n = read(fd, magic, sizeof magic);

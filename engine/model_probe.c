@@ -160,7 +160,7 @@ int eng_model_probe(const char *path, eng_model_info *ret, char *err,
 
     memset(&info, 0, sizeof info);
     if (stat(path, &st)) {
-        eng_ld_err(err, errlen, "%s: %s", path, strerror(errno));
+        eng_err(err, errlen, "%s: %s", path, strerror(errno));
         return -ENOENT;
     }
     if (S_ISDIR(st.st_mode)) {

@@ -12,11 +12,11 @@
  * bytes depend on nothing but its inputs.
  */
 #include "safetensors.h"
+#include "err.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,16 +26,6 @@
 
 /* A header longer than this is not a model we would load. */
 #define ST_MAX_HEADER (100u << 20)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 uint64_t eng_fnv1a(uint64_t h, const void *p, size_t n)
 {
@@ -219,7 +209,7 @@ int eng_st_open(const char *path, eng_st_file **ret, char *err, size_t errlen)
     int rc, fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rc = errno == ENOENT ? -ENOENT : -EIO;
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        eng_err(err, errlen, "%s: %s", path, strerror(errno));
         return rc;
     }
     if (!(f = calloc(1, sizeof(*f)))) {
@@ -228,7 +218,7 @@ int eng_st_open(const char *path, eng_st_file **ret, char *err, size_t errlen)
     }
     if (fstat(fd, &st) || st.st_size < 8) {
         rc = -EIO;
-        set_err(err, errlen, "%s: too short for safetensors", path);
+        eng_err(err, errlen, "%s: too short for safetensors", path);
         goto out;
     }
     f->map_len = (size_t)st.st_size;
@@ -236,7 +226,7 @@ int eng_st_open(const char *path, eng_st_file **ret, char *err, size_t errlen)
     if (f->map == MAP_FAILED) {
         f->map = NULL;
         rc = -EIO;
-        set_err(err, errlen, "%s: mmap: %s", path, strerror(errno));
+        eng_err(err, errlen, "%s: mmap: %s", path, strerror(errno));
         goto out;
     }
     const uint8_t *p = f->map;
@@ -244,13 +234,13 @@ int eng_st_open(const char *path, eng_st_file **ret, char *err, size_t errlen)
         hlen = hlen << 8 | p[i];
     if (hlen > ST_MAX_HEADER || hlen > f->map_len - 8) {
         rc = -EIO;
-        set_err(err, errlen, "%s: bad safetensors header length", path);
+        eng_err(err, errlen, "%s: bad safetensors header length", path);
         goto out;
     }
     rc = parse_header(f, (const char *)p + 8, (size_t)hlen, p + 8 + hlen,
                       f->map_len - 8 - hlen);
     if (rc) {
-        set_err(err, errlen,
+        eng_err(err, errlen,
                 rc == -ENOMEM ? "%s: out of memory"
                               : "%s: corrupt or truncated safetensors",
                 path);
@@ -421,7 +411,7 @@ int eng_st_write(const char *path, const eng_st_out *t, int n,
         int es = dtype_bytes(t[i].dtype, &dname);
         if (!es || t[i].ndim < 0 || t[i].ndim > ENG_ST_MAX_DIMS) {
             rc = -EINVAL;
-            set_err(err, errlen, "%s: unsupported tensor %s", path, t[i].name);
+            eng_err(err, errlen, "%s: unsupported tensor %s", path, t[i].name);
             goto out;
         }
         if (hlen > 1)
@@ -453,7 +443,7 @@ int eng_st_write(const char *path, const eng_st_out *t, int n,
     lens[1] = hlen;
     rc = eng_write_atomic(path, parts, lens, n + 2);
     if (rc)
-        set_err(err, errlen, "%s: write failed (%s)", path, strerror(-rc));
+        eng_err(err, errlen, "%s: write failed (%s)", path, strerror(-rc));
 out:
     free(h);
     free(parts);

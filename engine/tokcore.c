@@ -15,23 +15,13 @@
  * runs it) the best-scoring vocabulary piece; ties go to the leftmost pair.
  */
 #include "tokcore.h"
+#include "err.h"
 #include "tokcore_impl.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Vocabulary and merges                                                    */
@@ -338,7 +328,7 @@ pcre2_code *tokcore_regex(const char *pat, bool literal, char *err,
     if (!re) {
         PCRE2_UCHAR msg[120];
         pcre2_get_error_message(ec, msg, sizeof(msg));
-        set_err(err, errlen, "regex error at %zu: %s", (size_t)eo,
+        eng_err(err, errlen, "regex error at %zu: %s", (size_t)eo,
                 (char *)msg);
         return NULL;
     }
@@ -352,7 +342,7 @@ int tokcore_add_normalizer(tokcore *c, tokcore_norm_kind k, const char *a,
                            size_t errlen)
 {
     if (c->n_norm == TOKCORE_MAX_STAGES) {
-        set_err(err, errlen, "too many normalizers");
+        eng_err(err, errlen, "too many normalizers");
         return -EINVAL;
     }
     tokcore_norm *n = &c->norm[c->n_norm];
@@ -362,14 +352,14 @@ int tokcore_add_normalizer(tokcore *c, tokcore_norm_kind k, const char *a,
         goto nomem;
     if (k == TOKCORE_NORM_REPLACE) {
         if (!a || !b || !*a) {
-            set_err(err, errlen, "Replace normalizer without pattern");
+            eng_err(err, errlen, "Replace normalizer without pattern");
             goto bad;
         }
         if (!(n->re = tokcore_regex(a, !is_regex, err, errlen)))
             goto bad;
     }
     if (k == TOKCORE_NORM_PREPEND && !a) {
-        set_err(err, errlen, "Prepend normalizer without text");
+        eng_err(err, errlen, "Prepend normalizer without text");
         goto bad;
     }
     c->n_norm++;
@@ -400,7 +390,7 @@ int tokcore_add_split(tokcore *c, const char *pattern, bool is_regex,
 {
     tokcore_pre *p = pre_new(c, TOKCORE_PRE_SPLIT);
     if (!p) {
-        set_err(err, errlen, "too many pre-tokenizers");
+        eng_err(err, errlen, "too many pre-tokenizers");
         return -EINVAL;
     }
     if (!(p->re = tokcore_regex(pattern, !is_regex, err, errlen)))
@@ -416,7 +406,7 @@ int tokcore_add_bytelevel(tokcore *c, bool add_prefix_space, bool use_regex,
 {
     tokcore_pre *p = pre_new(c, TOKCORE_PRE_BYTELEVEL);
     if (!p) {
-        set_err(err, errlen, "too many pre-tokenizers");
+        eng_err(err, errlen, "too many pre-tokenizers");
         return -EINVAL;
     }
     if (use_regex &&
@@ -551,7 +541,7 @@ int tokcore_finish(tokcore *c, int vocab_size, int32_t bos,
     if (vocab_size < c->n_ids)
         vocab_size = c->n_ids;
     if (vocab_size <= 0) {
-        set_err(err, errlen, "empty vocabulary");
+        eng_err(err, errlen, "empty vocabulary");
         return -EINVAL;
     }
     if (ids_reserve(c, vocab_size) < 0)

@@ -19,10 +19,10 @@
  *  - bos/eos/unknown ids, add_bos_token, and tokenizer.chat_template.
  */
 #include "tokenizer_gguf.h"
+#include "err.h"
 #include "tokcore.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,16 +128,6 @@ const char *const *eng_gguf_pre_regexes(const char *pre, bool *ignore_merges)
     return NULL;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int32_t get_id(const gguf_meta *m, const char *key, int64_t n)
 {
     int64_t v;
@@ -161,11 +151,11 @@ static int load_vocab(tokcore *c, const gguf_meta *m, const gguf_kv *tok,
     gguf_meta_get_arr(m, "tokenizer.ggml.token_type", GGUF_TYPE_COUNT, &tt);
     if ((sc && (sc->n != tok->n || !gguf_type_size(sc->arr_type))) ||
         (tt && (tt->n != tok->n || !gguf_type_size(tt->arr_type)))) {
-        set_err(err, errlen, "GGUF scores/token_type do not match the tokens");
+        eng_err(err, errlen, "GGUF scores/token_type do not match the tokens");
         return -EINVAL;
     }
     if (spm && !sc) {
-        set_err(err, errlen, "GGUF llama tokenizer without scores");
+        eng_err(err, errlen, "GGUF llama tokenizer without scores");
         return -EINVAL;
     }
     gguf_str *s = malloc(sizeof(*s) * (tok->n ? tok->n : 1));
@@ -191,7 +181,7 @@ static int load_vocab(tokcore *c, const gguf_meta *m, const gguf_kv *tok,
     }
     free(s);
     if (rc)
-        set_err(err, errlen, "bad GGUF vocabulary");
+        eng_err(err, errlen, "bad GGUF vocabulary");
     return rc;
 }
 
@@ -201,7 +191,7 @@ static int load_merges(tokcore *c, const gguf_meta *m, char *err,
     const gguf_kv *mk;
     if (gguf_meta_get_arr(m, "tokenizer.ggml.merges", GGUF_TYPE_STRING,
                           &mk) < 0) {
-        set_err(err, errlen, "GGUF gpt2 tokenizer without merges");
+        eng_err(err, errlen, "GGUF gpt2 tokenizer without merges");
         return -EINVAL;
     }
     gguf_str *s = malloc(sizeof(*s) * (mk->n ? mk->n : 1));
@@ -221,7 +211,7 @@ static int load_merges(tokcore *c, const gguf_meta *m, char *err,
             rc = 0; /* llama.cpp skips merges it cannot resolve */
     }
     if (rc)
-        set_err(err, errlen, "bad GGUF merge %s", rc == -ENOMEM ? "(no memory)" : "");
+        eng_err(err, errlen, "bad GGUF merge %s", rc == -ENOMEM ? "(no memory)" : "");
     free(s);
     return rc;
 }
@@ -255,7 +245,7 @@ static int setup_pipeline(tokcore *c, const gguf_meta *m, bool spm,
     bool ignore_merges = false;
     const char *const *re = eng_gguf_pre_regexes(name, &ignore_merges);
     if (!re) {
-        set_err(err, errlen, "unsupported tokenizer.ggml.pre \"%s\"", name);
+        eng_err(err, errlen, "unsupported tokenizer.ggml.pre \"%s\"", name);
         return -EINVAL;
     }
     for (; *re; re++) {
@@ -282,12 +272,12 @@ int eng_tokenizer_from_gguf(const gguf_meta *m, eng_tokenizer **ret_tok,
     if (gguf_meta_get_str(m, "tokenizer.ggml.model", &model) < 0 ||
         gguf_meta_get_arr(m, "tokenizer.ggml.tokens", GGUF_TYPE_STRING,
                           &tok) < 0 || tok->n == 0 || tok->n > (1u << 30)) {
-        set_err(err, errlen, "GGUF file has no tokenizer");
+        eng_err(err, errlen, "GGUF file has no tokenizer");
         return -EINVAL;
     }
     bool spm = gguf_str_eq(model, "llama");
     if (!spm && !gguf_str_eq(model, "gpt2")) {
-        set_err(err, errlen, "unsupported tokenizer.ggml.model \"%.*s\"",
+        eng_err(err, errlen, "unsupported tokenizer.ggml.model \"%.*s\"",
                 (int)(model.len > 32 ? 32 : model.len), model.ptr);
         return -EINVAL;
     }

@@ -23,10 +23,10 @@
  * (bos_token_id, eos_token_id) and the post-processor.
  */
 #include "tokcore.h"
+#include "err.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,16 +34,6 @@
 
 /* tokenizer.json files are a few MB; anything far larger is not one. */
 #define HF_MAX_FILE (256u << 20)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int read_json(const char *path, cJSON **ret, bool optional,
                      char *err, size_t errlen)
@@ -54,7 +44,7 @@ static int read_json(const char *path, cJSON **ret, bool optional,
             *ret = NULL;
             return 0;
         }
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        eng_err(err, errlen, "%s: %s", path, strerror(errno));
         return errno == ENOENT ? -ENOENT : -EIO;
     }
     struct stat st;
@@ -74,7 +64,7 @@ static int read_json(const char *path, cJSON **ret, bool optional,
     rc = *ret ? 0 : -EINVAL;
 out:
     if (rc)
-        set_err(err, errlen, "%s: %s", path,
+        eng_err(err, errlen, "%s: %s", path,
                 rc == -EINVAL ? "invalid JSON" : "unreadable");
     free(buf);
     fclose(f);
@@ -143,14 +133,14 @@ static int load_model(tokcore *c, const cJSON *root, char *err, size_t errlen)
     int rc;
     if (strcmp(jtype(m), "BPE") != 0 && !(cJSON_IsObject(vocab) &&
                                            cJSON_IsArray(merges))) {
-        set_err(err, errlen, "unsupported tokenizer model \"%s\" (BPE only)",
+        eng_err(err, errlen, "unsupported tokenizer model \"%s\" (BPE only)",
                 jtype(m));
         return -EINVAL;
     }
     const char *cp = jstr(m, "continuing_subword_prefix");
     const char *ew = jstr(m, "end_of_word_suffix");
     if ((cp && *cp) || (ew && *ew)) {
-        set_err(err, errlen, "BPE subword prefix/suffix is not supported");
+        eng_err(err, errlen, "BPE subword prefix/suffix is not supported");
         return -EINVAL;
     }
     cJSON_ArrayForEach(it, vocab) {
@@ -170,7 +160,7 @@ static int load_model(tokcore *c, const cJSON *root, char *err, size_t errlen)
         const char *content = jstr(it, "content");
         if (!cJSON_IsNumber(id) || !content || id->valuedouble < 0 ||
             id->valuedouble >= (1 << 30)) {
-            set_err(err, errlen, "bad added token");
+            eng_err(err, errlen, "bad added token");
             return -EINVAL;
         }
         rc = tokcore_add_added(c, content, (int32_t)id->valuedouble,
@@ -184,7 +174,7 @@ static int load_model(tokcore *c, const cJSON *root, char *err, size_t errlen)
     int i = 0;
     cJSON_ArrayForEach(it, merges) {
         if ((rc = load_merge(c, it)) < 0) {
-            set_err(err, errlen, "merge %d does not match the vocabulary", i);
+            eng_err(err, errlen, "merge %d does not match the vocabulary", i);
             return rc;
         }
         i++;
@@ -196,7 +186,7 @@ static int load_model(tokcore *c, const cJSON *root, char *err, size_t errlen)
                       jbool(m, "ignore_merges", false));
     return 0;
 bad_vocab:
-    set_err(err, errlen, "bad vocabulary entry \"%.40s\"", it->string);
+    eng_err(err, errlen, "bad vocabulary entry \"%.40s\"", it->string);
     return -EINVAL;
 }
 
@@ -237,7 +227,7 @@ static int load_normalizer(tokcore *c, const cJSON *n, char *err,
         return tokcore_add_normalizer(c, TOKCORE_NORM_REPLACE, p,
                                       jstr(n, "content"), re, err, errlen);
     }
-    set_err(err, errlen, "unsupported normalizer \"%s\"", t);
+    eng_err(err, errlen, "unsupported normalizer \"%s\"", t);
     return -EINVAL;
 }
 
@@ -274,7 +264,7 @@ static int load_pre(tokcore *c, const cJSON *p, char *err, size_t errlen)
         const char *pat = pattern_of(p, &re);
         tokcore_split_behavior b;
         if (!pat || split_behavior(jstr(p, "behavior"), &b) < 0) {
-            set_err(err, errlen, "bad Split pre-tokenizer");
+            eng_err(err, errlen, "bad Split pre-tokenizer");
             return -EINVAL;
         }
         return tokcore_add_split(c, pat, re, b, jbool(p, "invert", false),
@@ -313,7 +303,7 @@ static int load_pre(tokcore *c, const cJSON *p, char *err, size_t errlen)
             return -EINVAL;
         return tokcore_add_split(c, "\\p{P}", true, b, false, err, errlen);
     }
-    set_err(err, errlen, "unsupported pre-tokenizer \"%s\"", t);
+    eng_err(err, errlen, "unsupported pre-tokenizer \"%s\"", t);
     return -EINVAL;
 }
 
@@ -347,7 +337,7 @@ static int load_decoder(const cJSON *d, tokcore_decode_cfg *dc, char *err,
         bool re;
         const char *p = pattern_of(d, &re), *to = jstr(d, "content");
         if (re || !p || !to || strcmp(p, "\xe2\x96\x81") || strcmp(to, " ")) {
-            set_err(err, errlen, "unsupported Replace decoder");
+            eng_err(err, errlen, "unsupported Replace decoder");
             return -EINVAL;
         }
         dc->metaspace = true;
@@ -357,12 +347,12 @@ static int load_decoder(const cJSON *d, tokcore_decode_cfg *dc, char *err,
         const cJSON *sp = cJSON_GetObjectItemCaseSensitive(d, "stop");
         if (!ct || strcmp(ct, " ") || !cJSON_IsNumber(st) ||
             st->valuedouble > 1 || (cJSON_IsNumber(sp) && sp->valuedouble)) {
-            set_err(err, errlen, "unsupported Strip decoder");
+            eng_err(err, errlen, "unsupported Strip decoder");
             return -EINVAL;
         }
         dc->strip_leading = st->valuedouble == 1;
     } else {
-        set_err(err, errlen, "unsupported decoder \"%s\"", t);
+        eng_err(err, errlen, "unsupported decoder \"%s\"", t);
         return -EINVAL;
     }
     return 0;

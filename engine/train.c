@@ -25,25 +25,15 @@
  * seed and a thread count fix every bit of the result.
  */
 #include "train_impl.h"
+#include "err.h"
 
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void eng_train_params_default(eng_train_params *p)
 {
@@ -752,7 +742,7 @@ int eng_trainer_new(eng_model *m, const eng_train_params *p,
     if (!m || !p || (!train && n_train) || n_train < 0)
         return -EINVAL;
     if ((rc = check_params(p))) {
-        set_err(err, errlen, "invalid training parameters");
+        eng_err(err, errlen, "invalid training parameters");
         return rc;
     }
     if (!(t = calloc(1, sizeof(*t))))
@@ -764,7 +754,7 @@ int eng_trainer_new(eng_model *m, const eng_train_params *p,
     t->c = m->cfg;
     t->cap = p->batch_size * p->max_seq_len;
     if ((rc = copy_examples(t, train, n_train))) {
-        set_err(err, errlen, "%s",
+        eng_err(err, errlen, "%s",
                 rc == -ENOMEM ? "out of memory"
                               : "no usable training examples (bad token ids "
                                 "or no loss tokens)");
@@ -792,7 +782,7 @@ int eng_trainer_new(eng_model *m, const eng_train_params *p,
         goto out;
     }
     if ((rc = build_plan(t)) || (rc = alloc_buffers(t))) {
-        set_err(err, errlen, "out of memory for the training buffers");
+        eng_err(err, errlen, "out of memory for the training buffers");
         goto out;
     }
     *ret = t;

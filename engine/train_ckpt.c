@@ -19,10 +19,10 @@
  * checksum, and loads as -EIO without touching the trainer.
  */
 #include "train_impl.h"
+#include "err.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,16 +31,6 @@
 #define CKPT_FORMAT "tuna-checkpoint"
 #define CKPT_VERSION "1"
 #define CKPT_FILE "checkpoint.safetensors"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 enum { N_META = 14 };
 
@@ -112,7 +102,7 @@ int eng_trainer_save_checkpoint(const eng_trainer *t, const char *dir,
     }
     if (mkdir(dir, 0755) && errno != EEXIST) {
         rc = errno == ENOENT ? -ENOENT : -EIO;
-        set_err(err, errlen, "%s: cannot create directory", dir);
+        eng_err(err, errlen, "%s: cannot create directory", dir);
         goto out;
     }
     n = ckpt_tensors(t, out, names);
@@ -159,7 +149,7 @@ static int ckpt_verify(const eng_trainer *t, const eng_st_file *f,
     uint64_t h = ENG_FNV_INIT;
     if (!meta_eq(f, "format", CKPT_FORMAT) ||
         !meta_eq(f, "version", CKPT_VERSION) || !eng_st_meta(f, "checksum")) {
-        set_err(err, errlen, "not a Tuna checkpoint (version %s)",
+        eng_err(err, errlen, "not a Tuna checkpoint (version %s)",
                 CKPT_VERSION);
         return -EIO;
     }
@@ -168,7 +158,7 @@ static int ckpt_verify(const eng_trainer *t, const eng_st_file *f,
     char sum[32];
     snprintf(sum, sizeof sum, "%016" PRIx64, h);
     if (!meta_eq(f, "checksum", sum)) {
-        set_err(err, errlen, "checkpoint is corrupt (checksum mismatch)");
+        eng_err(err, errlen, "checkpoint is corrupt (checksum mismatch)");
         return -EIO;
     }
     fill_meta(t, 0, kv, vals);
@@ -176,7 +166,7 @@ static int ckpt_verify(const eng_trainer *t, const eng_st_file *f,
     static const int must[] = {5, 7, 8, 9, 10, 11, 12};
     for (size_t i = 0; i < sizeof must / sizeof *must; i++)
         if (!meta_eq(f, kv[2 * must[i]], vals[must[i]])) {
-            set_err(err, errlen,
+            eng_err(err, errlen,
                     "checkpoint is for other data or settings (%s)",
                     kv[2 * must[i]]);
             return -EINVAL;
@@ -185,7 +175,7 @@ static int ckpt_verify(const eng_trainer *t, const eng_st_file *f,
     char *end;
     long step = s ? strtol(s, &end, 10) : -1;
     if (!s || *end || step < 0 || step > t->n_steps || !tk) {
-        set_err(err, errlen, "checkpoint has a bad step");
+        eng_err(err, errlen, "checkpoint has a bad step");
         return -EIO;
     }
     *ret_step = (int)step;
@@ -219,7 +209,7 @@ int eng_trainer_load_checkpoint(eng_trainer *t, const char *dir, char *err,
         if (!st || !st->known || st->dtype != ENG_DT_F32 ||
             st->ndim != out[i].ndim || st->shape[0] != out[i].shape[0] ||
             (st->ndim > 1 && st->shape[1] != out[i].shape[1])) {
-            set_err(err, errlen, "checkpoint lacks %s", out[i].name);
+            eng_err(err, errlen, "checkpoint lacks %s", out[i].name);
             rc = -EINVAL;
             goto out;
         }
