@@ -146,9 +146,6 @@ int api_query_check(api_call *c, const char *names);
  * a 400 sent for a malformed query. */
 cJSON *api_query_to_json(api_call *c, const char *const *strings);
 
-/* mkdir -p for one level under data_dir; 0 or -errno. */
-int api_mkdir_p(const char *path);
-int api_fsync_dir(const char *dir);
 int64_t api_now(void);
 
 /* ------------------------------------------------------------------------ */

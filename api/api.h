@@ -262,6 +262,13 @@ int api_hparams_to_engine(const char *json, eng_train_params *ret,
 int api_job_render(const api_ctx *ctx, store *db, const char *id,
                    char **ret_json);
 
+/* mkdir -p: every missing folder of path (mode 0755); 0, or -errno
+ * (-ENOTDIR when path exists and is not a folder). */
+int api_mkdir_p(const char *path);
+/* fsync of a folder, so the entries just renamed into it last; 0 or
+ * -errno. */
+int api_fsync_dir(const char *dir);
+
 /* Paths of a job's artefacts under data_dir. */
 void api_job_dir(const char *data_dir, const char *job_id, char *buf,
                  size_t len);

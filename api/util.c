@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -530,7 +531,8 @@ int api_check_keys(api_call *c, const cJSON *obj, const char *const *keys,
 
 int api_mkdir_p(const char *path)
 {
-    char tmp[1024];
+    char tmp[PATH_MAX];
+    struct stat st;
     if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
         return -ENAMETOOLONG;
     for (char *p = tmp + 1; *p; p++) {
@@ -543,7 +545,9 @@ int api_mkdir_p(const char *path)
     }
     if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
         return -errno;
-    return 0;
+    if (stat(tmp, &st) < 0)
+        return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
 int api_fsync_dir(const char *dir)

@@ -50,32 +50,6 @@ int srv_rm_rf(const char *path)
     return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0 ? -errno : 0;
 }
 
-int srv_mkdirs(const char *path)
-{
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
-static void fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 static void ckpt_root(const run *r, char *buf, size_t len)
 {
     snprintf(buf, len, "%s/jobs/%s/checkpoints", r->env->data_dir,
@@ -112,7 +86,7 @@ static int write_folder(run *r, const char *tmp, char *err, size_t errlen)
 {
     int e = srv_rm_rf(tmp);
     if (e == 0)
-        e = srv_mkdirs(tmp);
+        e = api_mkdir_p(tmp);
     if (e < 0) {
         snprintf(err, errlen, "%.128s: %s", tmp, strerror(-e));
         return e;
@@ -133,7 +107,7 @@ int srv_ckpt_save(run *r)
     ckpt_root(r, root, sizeof root);
     snprintf(tmp, sizeof tmp, "%s/.tmp-step-%d", root, step);
     snprintf(dst, sizeof dst, "%s/step-%d", root, step);
-    int e = srv_mkdirs(root);
+    int e = api_mkdir_p(root);
     if (e == 0)
         e = write_folder(r, tmp, err, sizeof err);
     if (e == 0 && (e = srv_rm_rf(dst)) == 0 && rename(tmp, dst) < 0)
@@ -144,7 +118,7 @@ int srv_ckpt_save(run *r)
                            "checkpoint of step %d: %s", step,
                            *err ? err : strerror(-e));
     }
-    fsync_dir(root);
+    api_fsync_dir(root);
     store_checkpoint c = {
         .step = step, .train_loss = r->train_loss,
         .val_loss = r->val_step == step ? r->val_loss : NAN,

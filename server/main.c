@@ -74,27 +74,6 @@ typedef struct daemon_state {
 /* ------------------------------------------------------------------------ */
 /* Data dir                                                                  */
 
-static int mkdir_p(const char *path)
-{
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return -ENAMETOOLONG;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-        return -errno;
-    struct stat st;
-    if (stat(buf, &st) < 0)
-        return -errno;
-    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
-}
-
 /* Removes the files a crash left behind in dir whose names start with one
  * of prefixes (NULL-terminated): uploads in flight in tmp/, and datasets/'s
  * temp files (.upload-*: a dataset being validated; .part-*: a multipart
@@ -174,7 +153,7 @@ static int prepare_data_dir(daemon_state *d)
     int e;
     for (size_t i = 0; i < sizeof subdirs / sizeof *subdirs; i++) {
         snprintf(path, sizeof path, "%s%s", dd, subdirs[i]);
-        if ((e = mkdir_p(path)) < 0) {
+        if ((e = api_mkdir_p(path)) < 0) {
             fprintf(stderr, "tunad: data dir %s is unusable: cannot create "
                     "%s: %s\n", dd, path, strerror(-e));
             return e;

@@ -399,7 +399,7 @@ static int write_report(run *r, cJSON *o)
     snprintf(path, sizeof path, "%s/report.json", dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     char *txt = cJSON_Print(o);
-    int e = txt ? srv_mkdirs(dir) : -ENOMEM;
+    int e = txt ? api_mkdir_p(dir) : -ENOMEM;
     FILE *f = e == 0 ? fopen(tmp, "w") : NULL;
     if (e == 0 && !f)
         e = -errno;

@@ -74,7 +74,6 @@ int srv_ckpt_load(run *r, int step);
 void srv_ckpt_discard(const srv_runner_env *env, const char *job_id);
 /* Removes a folder tree; 0 or -errno. */
 int srv_rm_rf(const char *path);
-int srv_mkdirs(const char *path);
 
 /* report.c: the prompting-vs-finetuning report, written to
  * <data>/jobs/<id>/report.json. */

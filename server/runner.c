@@ -470,7 +470,7 @@ static int save(run *r)
                            "saved yet; use LoRA");
     api_job_adapter_dir(r->env->data_dir, r->job->id, dir, sizeof dir);
     remove_stale_temps(dir);
-    int e = srv_mkdirs(dir);
+    int e = api_mkdir_p(dir);
     if (e == 0)
         e = eng_adapter_save(a, dir, r->job->base_model, err, sizeof err);
     if (e < 0)
