@@ -67,6 +67,20 @@ static void clean(char *buf, size_t len, const char *s)
             *p = '?';
 }
 
+/* Writes line (snprintf said n of cap) in one write(2), cut to one line
+ * when it did not fit. */
+static void emit(char *line, size_t cap, int n)
+{
+    if (n < 0)
+        return;
+    if ((size_t)n >= cap) {
+        n = (int)cap - 1;
+        line[n - 1] = '\n';
+    }
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w;
+}
+
 void srv_log_access(const srv_access *a)
 {
     srv_log_level level = a->status >= 500 ? SRV_LOG_WARN : SRV_LOG_INFO;
@@ -105,14 +119,7 @@ void srv_log_access(const srv_access *a)
                      a->key_id && *a->key_id ? a->key_id : "",
                      a->note ? " " : "", a->note ? a->note : "");
     }
-    if (n < 0)
-        return;
-    if ((size_t)n >= sizeof line) {
-        n = sizeof line - 1;
-        line[n - 1] = '\n';
-    }
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-    (void)w;
+    emit(line, sizeof line, n);
 }
 
 void srv_log(srv_log_level level, const char *fmt, ...)
@@ -157,12 +164,5 @@ void srv_logv(srv_log_level level, const char *fmt, va_list ap)
         n = snprintf(line, sizeof line, "%s %-5s %s\n", ts, level_name(level),
                      msg);
     }
-    if (n < 0)
-        return;
-    if ((size_t)n >= sizeof line) {
-        n = sizeof line - 1;
-        line[n - 1] = '\n';
-    }
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-    (void)w;
+    emit(line, sizeof line, n);
 }
