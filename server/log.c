@@ -146,12 +146,7 @@ void srv_logv(srv_log_level level, const char *fmt, va_list ap)
         if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f)
             msg[i] = '?';
 
-    struct timespec now;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t t = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + t, sizeof ts - t, ".%03ldZ", now.tv_nsec / 1000000L);
+    timestamp(ts, sizeof ts);
 
     int n;
     if (log_json) {
