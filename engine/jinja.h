@@ -147,6 +147,11 @@ jv jv_int(int64_t i);
 jv jv_float(double f);
 jv jv_str(const char *p, size_t n);        /* borrows p */
 int jv_str_dup(jctx *c, const char *p, size_t n, jv *ret);
+/* jctx_fail's out-of-memory error (the arena or a buffer hit its limit). */
+int jctx_nomem(jctx *c);
+/* The end of a string built in b: its bytes as a string value into ret
+ * when rc is 0; b freed either way; returns rc (or jv_str_dup's error). */
+int jbuf_end(jctx *c, jbuf *b, int rc, jv *ret);
 jv jv_list(jlist *l);
 jv jv_dict(jdict *d);
 jlist *jlist_new(jctx *c, size_t n, bool tuple);

@@ -47,11 +47,6 @@ static int exec_body(jctx *c, jnode *const *kids, size_t n);
 
 #define TRY(x) do { int rc_ = (x); if (rc_) return rc_; } while (0)
 
-static int nomem(jctx *c)
-{
-    return jctx_fail(c, "template memory limit exceeded");
-}
-
 /* ------------------------------------------------------------------------ */
 /* Scopes                                                                    */
 
@@ -60,7 +55,7 @@ static jscope *scope_push(jctx *c)
     jscope *s = jarena_alloc(&c->arena, sizeof(*s));
 
     if (!s) {
-        nomem(c);
+        jctx_nomem(c);
         return NULL;
     }
     s->parent = c->scope;
@@ -82,7 +77,7 @@ static int scope_set(jctx *c, jscope *s, const char *name, jv v)
         jv *vl = jarena_alloc(&c->arena, cap * sizeof(*vl));
 
         if (!nm || !vl)
-            return nomem(c);
+            return jctx_nomem(c);
         if (s->n) {
             memcpy(nm, s->names, s->n * sizeof(*nm));
             memcpy(vl, s->vals, s->n * sizeof(*vl));
@@ -296,7 +291,7 @@ static int eval_slice(jctx *c, const jnode *n, jv *ret)
     char *s = jarena_alloc(&c->arena, total + 1);
 
     if (!s)
-        return nomem(c);
+        return jctx_nomem(c);
     total = 0;
     for (size_t i = 0; i < out->n; i++) {
         memcpy(s + total, out->items[i].u.s.p, out->items[i].u.s.n);
@@ -347,10 +342,7 @@ static int eval_concat(jctx *c, const jnode *n, jv *ret)
         if (!rc)
             rc = jv_to_str(c, &b, v);
     }
-    if (!rc)
-        rc = jv_str_dup(c, b.p ? b.p : "", b.n, ret);
-    jbuf_free(&b);
-    return rc;
+    return jbuf_end(c, &b, rc, ret);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -365,7 +357,7 @@ static int eval_args(jctx *c, const jnode *n, jargs *a)
     a->pos = a->npos ? jarena_alloc(&c->arena, a->npos * sizeof(jv)) : NULL;
     a->kw = a->nkw ? jarena_alloc(&c->arena, a->nkw * sizeof(jv)) : NULL;
     if ((a->npos && !a->pos) || (a->nkw && !a->kw))
-        return nomem(c);
+        return jctx_nomem(c);
     for (size_t i = 0; i < a->npos; i++)
         TRY(eval(c, n->kids[i], &a->pos[i]));
     for (size_t i = 0; i < a->nkw; i++)
@@ -647,7 +639,7 @@ static int exec_for(jctx *c, const jnode *n)
     jloop *loop = jarena_alloc(&c->arena, sizeof(*loop));
 
     if (!loop)
-        return nomem(c);
+        return jctx_nomem(c);
     loop->items = kept;
     /* One scope reused by every iteration: each starts empty. */
     jscope *iter = scope_push(c);
@@ -752,7 +744,7 @@ static int exec_node(jctx *c, const jnode *n)
     case JN_MACRO:
         v = func_value(c, FN_MACRO);
         if (v.t != JV_FUNC)
-            return nomem(c);
+            return jctx_nomem(c);
         v.u.fn->macro = n;
         return scope_set(c, c->scope, n->name, v);
     case JN_BREAK: c->loop_ctl = 1; return 0;

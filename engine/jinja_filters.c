@@ -119,7 +119,7 @@ static int merge_sort(sort_ctx *s, jv *v, size_t n, bool reverse)
         return 0;
     tmp = jarena_alloc(&s->c->arena, n * sizeof(jv));
     if (!tmp)
-        return jctx_fail(s->c, "template memory limit exceeded");
+        return jctx_nomem(s->c);
     for (size_t w = 1; w < n && !s->rc; w *= 2) {
         for (size_t lo = 0; lo < n; lo += 2 * w) {
             size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w
@@ -214,14 +214,11 @@ static int f_join(jctx *c, jv v, const jargs *a, jv *ret)
         if (attr.t != JV_NONE)
             rc = get_path(c, x, attr, &x);
         if (!rc && i && !jbuf_put(&b, sep.u.s.p, sep.u.s.n))
-            rc = jctx_fail(c, "template memory limit exceeded");
+            rc = jctx_nomem(c);
         if (!rc)
             rc = jv_to_str(c, &b, x);
     }
-    if (!rc)
-        rc = jv_str_dup(c, b.p ? b.p : "", b.n, ret);
-    jbuf_free(&b);
-    return rc;
+    return jbuf_end(c, &b, rc, ret);
 }
 
 static int f_case(jctx *c, jv v, int mode, jv *ret)
@@ -530,10 +527,7 @@ static int f_tojson(jctx *c, jv v, const jargs *a, jv *ret)
         return jctx_fail(c, "tojson: indent must be a small integer");
     rc = jv_tojson(c, &b, v, indent.t == JV_INT ? (int)indent.u.i : -1,
                    sort_keys, 0);
-    if (!rc)
-        rc = jv_str_dup(c, b.p ? b.p : "", b.n, ret);
-    jbuf_free(&b);
-    return rc;
+    return jbuf_end(c, &b, rc, ret);
 }
 
 static int f_escape(jctx *c, jv v, const jargs *a, jv *ret)
@@ -553,12 +547,9 @@ static int f_escape(jctx *c, jv v, const jargs *a, jv *ret)
         case '\'': e = "&#39;"; break;
         }
         if (!(e ? jbuf_puts(&b, e) : jbuf_put(&b, v.u.s.p + i, 1)))
-            rc = jctx_fail(c, "template memory limit exceeded");
+            rc = jctx_nomem(c);
     }
-    if (!rc)
-        rc = jv_str_dup(c, b.p ? b.p : "", b.n, ret);
-    jbuf_free(&b);
-    return rc;
+    return jbuf_end(c, &b, rc, ret);
 }
 
 static int f_indent(jctx *c, jv v, const jargs *a, jv *ret)
@@ -598,12 +589,7 @@ static int f_indent(jctx *c, jv v, const jargs *a, jv *ret)
     }
     if (!v.u.s.n && first && !jbuf_put(&b, ind.u.s.p, ind.u.s.n))
         rc = -ENOMEM;
-    if (!rc)
-        rc = jv_str_dup(c, b.p ? b.p : "", b.n, ret);
-    else
-        rc = jctx_fail(c, "template memory limit exceeded");
-    jbuf_free(&b);
-    return rc;
+    return jbuf_end(c, &b, rc ? jctx_nomem(c) : 0, ret);
 }
 
 static int f_dictsort(jctx *c, jv v, const jargs *a, jv *ret)

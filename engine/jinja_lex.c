@@ -48,7 +48,7 @@ static int emit(lexer *L, jtok t)
         jtok *p = jarena_alloc(&L->c->arena, cap * sizeof(*p));
 
         if (!p)
-            return jctx_fail(L->c, "template memory limit exceeded");
+            return jctx_nomem(L->c);
         if (L->ntok)
             memcpy(p, L->toks, L->ntok * sizeof(*p));
         L->toks = p;
@@ -137,7 +137,7 @@ static int lex_string(lexer *L)
 
     out = jarena_alloc(&L->c->arena, L->n - L->pos + 1);
     if (!out)
-        return jctx_fail(L->c, "template memory limit exceeded");
+        return jctx_nomem(L->c);
     for (;; i++) {
         if (i >= L->n)
             return jctx_fail(L->c, "line %d: unterminated string", line);
@@ -405,7 +405,7 @@ static int normalize(jctx *c, const char *src, size_t len, char **ret,
     size_t k = 0;
 
     if (!o)
-        return jctx_fail(c, "template memory limit exceeded");
+        return jctx_nomem(c);
     for (size_t i = 0; i < len; i++) {
         if (src[i] == '\r') {
             o[k++] = '\n';

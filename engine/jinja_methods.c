@@ -74,7 +74,7 @@ int jstr_case(jctx *c, jv s, int mode, jv *ret)
     bool start = true;
 
     if (!o || s.u.s.n > JINJA_MAX_ARENA / 4)
-        return jctx_fail(c, "template memory limit exceeded");
+        return jctx_nomem(c);
     for (size_t i = 0; i < s.u.s.n;) {
         size_t len;
         int32_t cp = next_cp(s.u.s.p + i, s.u.s.n - i, &len), out = cp;
@@ -182,12 +182,7 @@ int jstr_replace(jctx *c, jv s, jv old, jv new_, int64_t count, jv *ret)
     }
     if (!rc && !jbuf_put(&b, s.u.s.p + i, s.u.s.n - i))
         rc = -ENOMEM;
-    if (!rc)
-        rc = jv_str_dup(c, b.p ? b.p : "", b.n, ret);
-    else
-        rc = jctx_fail(c, "template memory limit exceeded");
-    jbuf_free(&b);
-    return rc;
+    return jbuf_end(c, &b, rc ? jctx_nomem(c) : 0, ret);
 }
 
 /* Python's "fmt % args" for the common conversions: %s %r %d %i %f %x %%,
@@ -206,7 +201,7 @@ int jstr_percent(jctx *c, jv fmt, jv args, jv *ret)
 
         if (ch != '%') {
             if (!jbuf_put(&b, &ch, 1))
-                rc = jctx_fail(c, "template memory limit exceeded");
+                rc = jctx_nomem(c);
             continue;
         }
         if (++i < fmt.u.s.n && fmt.u.s.p[i] == '.') {
@@ -251,15 +246,12 @@ int jstr_percent(jctx *c, jv fmt, jv args, jv *ret)
         else
             snprintf(tmp, sizeof(tmp), "%lld", iv);
         if (!jbuf_puts(&b, tmp))
-            rc = jctx_fail(c, "template memory limit exceeded");
+            rc = jctx_nomem(c);
     }
     if (!rc && used < l->n)
         rc = jctx_fail(c, "not all arguments converted during string "
                        "formatting");
-    if (!rc)
-        rc = jv_str_dup(c, b.p ? b.p : "", b.n, ret);
-    jbuf_free(&b);
-    return rc;
+    return jbuf_end(c, &b, rc, ret);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -373,12 +365,9 @@ static int str_join(jctx *c, jv s, const jargs *a, jv *ret)
                            "found", i, jv_type_name(l->items[i]));
         else if ((i && !jbuf_put(&b, s.u.s.p, s.u.s.n)) ||
                  !jbuf_put(&b, l->items[i].u.s.p, l->items[i].u.s.n))
-            rc = jctx_fail(c, "template memory limit exceeded");
+            rc = jctx_nomem(c);
     }
-    if (!rc)
-        rc = jv_str_dup(c, b.p ? b.p : "", b.n, ret);
-    jbuf_free(&b);
-    return rc;
+    return jbuf_end(c, &b, rc, ret);
 }
 
 static int str_find(jctx *c, jv s, const jargs *a, bool count, jv *ret)

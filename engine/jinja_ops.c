@@ -15,11 +15,6 @@
 
 #define TRY(x) do { int rc_ = (x); if (rc_) return rc_; } while (0)
 
-static int nomem(jctx *c)
-{
-    return jctx_fail(c, "template memory limit exceeded");
-}
-
 static int undefined_error(jctx *c, jv v)
 {
     if (v.undef_name)
@@ -36,10 +31,10 @@ static int concat_seq(jctx *c, jv a, jv b, jv *ret)
         char *s;
 
         if (a.u.s.n + b.u.s.n >= JINJA_MAX_ARENA)
-            return nomem(c);
+            return jctx_nomem(c);
         s = jarena_alloc(&c->arena, a.u.s.n + b.u.s.n + 1);
         if (!s)
-            return nomem(c);
+            return jctx_nomem(c);
         memcpy(s, a.u.s.p, a.u.s.n);
         memcpy(s + a.u.s.n, b.u.s.p, b.u.s.n);
         *ret = jv_str(s, a.u.s.n + b.u.s.n);
@@ -65,7 +60,7 @@ static int repeat_seq(jctx *c, jv seq, int64_t k, jv *ret)
     if (seq.t == JV_LIST && !acc.u.l)
         return -ENOMEM;
     if (k > 0 && unit && (uint64_t)k > JINJA_MAX_ARENA / unit)
-        return nomem(c);
+        return jctx_nomem(c);
     for (int64_t i = 0; i < k; i++)
         TRY(concat_seq(c, acc, seq, &acc));
     *ret = acc;

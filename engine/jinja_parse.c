@@ -103,7 +103,7 @@ static jnode *node(parser *P, jn_kind k)
     jnode *n = jarena_alloc(&P->c->arena, sizeof(*n));
 
     if (!n) {
-        jctx_fail(P->c, "template memory limit exceeded");
+        jctx_nomem(P->c);
         return NULL;
     }
     n->k = k;
@@ -116,7 +116,7 @@ static const char *dup_name(parser *P, const jtok *t)
     char *s = jarena_alloc(&P->c->arena, t->n + 1);
 
     if (!s) {
-        jctx_fail(P->c, "template memory limit exceeded");
+        jctx_nomem(P->c);
         return NULL;
     }
     memcpy(s, t->p, t->n);
@@ -143,7 +143,7 @@ static bool nvec_push(parser *P, nvec *vec, jnode *x)
         jnode **v = jarena_alloc(&P->c->arena, cap * sizeof(*v));
 
         if (!v) {
-            jctx_fail(P->c, "template memory limit exceeded");
+            jctx_nomem(P->c);
             return false;
         }
         if (vec->n)
@@ -160,7 +160,7 @@ static bool names_push(parser *P, const char ***v, size_t *n, const char *s)
     const char **w = jarena_alloc(&P->c->arena, (*n + 1) * sizeof(*w));
 
     if (!w || !s) {
-        jctx_fail(P->c, "template memory limit exceeded");
+        jctx_nomem(P->c);
         return false;
     }
     if (*n)

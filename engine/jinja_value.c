@@ -155,12 +155,25 @@ jv jv_str(const char *p, size_t n)
     return v;
 }
 
+int jctx_nomem(jctx *c)
+{
+    return jctx_fail(c, "template memory limit exceeded");
+}
+
+int jbuf_end(jctx *c, jbuf *b, int rc, jv *ret)
+{
+    if (!rc)
+        rc = jv_str_dup(c, b->p ? b->p : "", b->n, ret);
+    jbuf_free(b);
+    return rc;
+}
+
 int jv_str_dup(jctx *c, const char *p, size_t n, jv *ret)
 {
     char *q = jarena_alloc(&c->arena, n + 1);
 
     if (!q)
-        return jctx_fail(c, "template memory limit exceeded");
+        return jctx_nomem(c);
     if (n)
         memcpy(q, p, n);
     *ret = jv_str(q, n);
@@ -180,7 +193,7 @@ jlist *jlist_new(jctx *c, size_t n, bool tuple)
     l->tuple = tuple;
     return l;
 fail:
-    jctx_fail(c, "template memory limit exceeded");
+    jctx_nomem(c);
     return NULL;
 }
 
@@ -189,7 +202,7 @@ jdict *jdict_new(jctx *c, size_t cap)
     jdict *d = jarena_alloc(&c->arena, sizeof(*d));
 
     if (!d) {
-        jctx_fail(c, "template memory limit exceeded");
+        jctx_nomem(c);
         return NULL;
     }
     d->cap = 0;
@@ -218,7 +231,7 @@ int jdict_set(jctx *c, jdict *d, jv key, jv val)
         jv *v = jarena_alloc(&c->arena, cap * sizeof(jv));
 
         if (!k || !v)
-            return jctx_fail(c, "template memory limit exceeded");
+            return jctx_nomem(c);
         if (d->n) {
             memcpy(k, d->keys, d->n * sizeof(jv));
             memcpy(v, d->vals, d->n * sizeof(jv));
@@ -623,10 +636,7 @@ int jv_str_value(jctx *c, jv v, jv *ret)
         return 0;
     }
     rc = jv_to_str(c, &b, v);
-    if (!rc)
-        rc = jv_str_dup(c, b.p ? b.p : "", b.n, ret);
-    jbuf_free(&b);
-    return rc;
+    return jbuf_end(c, &b, rc, ret);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -734,7 +744,7 @@ static int json_dict(jctx *c, jbuf *b, const jdict *d, int indent,
         return puts_(c, b, "{}");
     order = jarena_alloc(&c->arena, d->n * sizeof(*order));
     if (!order)
-        return jctx_fail(c, "template memory limit exceeded");
+        return jctx_nomem(c);
     for (size_t i = 0; i < d->n; i++)
         order[i] = &d->keys[i];
     if (sort_keys) {
