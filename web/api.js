@@ -37,8 +37,16 @@ export function authHeaders(extra) {
   return hd;
 }
 
-function authRequired(msg) {
-  window.dispatchEvent(new CustomEvent('tuna:auth-required', { detail: msg }));
+// The ApiError of a response that is not ok (its JSON error body when it
+// has one); a 401 also asks the page for a key.
+export async function responseError(res) {
+  let data = null;
+  try { data = await res.json(); } catch { /* not JSON */ }
+  const err = new ApiError(res.status, data);
+  if (res.status === 401) {
+    window.dispatchEvent(new CustomEvent('tuna:auth-required', { detail: err.message }));
+  }
+  return err;
 }
 
 // Sends a request and returns the parsed JSON answer; throws ApiError.
@@ -62,13 +70,7 @@ export async function api(method, path, opts = {}) {
     err.network = true;
     throw err;
   }
-  if (!res.ok) {
-    let data = null;
-    try { data = await res.json(); } catch { /* not JSON */ }
-    const err = new ApiError(res.status, data);
-    if (res.status === 401) authRequired(err.message);
-    throw err;
-  }
+  if (!res.ok) throw await responseError(res);
   if (opts.raw) return res;
   if (res.status === 204) return null;
   return res.json();

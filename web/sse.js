@@ -4,7 +4,7 @@
 // (id, event, data, retry; ":" comments), and a follower for a job's event
 // stream that reconnects with Last-Event-ID until the job has ended.
 
-import { authHeaders, ApiError } from './api.js';
+import { authHeaders, responseError } from './api.js';
 
 // Reads an SSE response body; calls onMessage({id, event, data}) per
 // message. Resolves when the stream ends; returns {lastId, retry}.
@@ -54,15 +54,7 @@ export async function postStream(path, body, onData, signal) {
     body: JSON.stringify(body),
     signal,
   });
-  if (!res.ok) {
-    let j = null;
-    try { j = await res.json(); } catch { /* */ }
-    const err = new ApiError(res.status, j);
-    if (res.status === 401) {
-      window.dispatchEvent(new CustomEvent('tuna:auth-required', { detail: err.message }));
-    }
-    throw err;
-  }
+  if (!res.ok) throw await responseError(res);
   const ct = res.headers.get('Content-Type') || '';
   if (!ct.startsWith('text/event-stream')) {
     onData(await res.json()); // a daemon without streaming: one answer
@@ -91,12 +83,7 @@ export function followJob(jobId, onEvent, opts = {}) {
         const res = await fetch(`/jobs/${encodeURIComponent(jobId)}/events?stream=true`,
           { headers, signal: ctl.signal, cache: 'no-store' });
         if (!res.ok) {
-          let j = null;
-          try { j = await res.json(); } catch { /* */ }
-          const err = new ApiError(res.status, j);
-          if (res.status === 401) {
-            window.dispatchEvent(new CustomEvent('tuna:auth-required', { detail: err.message }));
-          }
+          const err = await responseError(res);
           if (opts.onError) opts.onError(err);
           if (res.status < 500 && res.status !== 429) return; // will not get better
         } else {
