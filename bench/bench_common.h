@@ -11,7 +11,9 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <sys/mman.h>
 #include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -46,6 +48,17 @@ static inline int bench_make_model(bool from_file, const eng_config *cfg,
     if (rc)
         fprintf(stderr, "%s: %s: %s\n", prog, path, err);
     return rc;
+}
+
+/* The PyTorch peer runs under Debian's Python, which sees python3-torch
+ * (the python3 first on PATH may not). */
+#define BENCH_PY "/usr/bin/python3"
+
+static inline bool bench_torch_available(void)
+{
+    if (access(BENCH_PY, X_OK))
+        return false;
+    return system(BENCH_PY " -c 'import torch' >/dev/null 2>&1") == 0;
 }
 
 /* splitmix64: the benches' random token ids. */

@@ -53,7 +53,6 @@
 
 #define BATCH 4
 #define SEQ 256
-#define PY "/usr/bin/python3"
 
 static int g_threads = 2;
 static int g_decode = 64;
@@ -275,13 +274,13 @@ static int run_peer(shape *sh, char *why, size_t whylen)
 {
     char cmd[8192], line[512];
     snprintf(cmd, sizeof cmd,
-             "OMP_WAIT_POLICY=PASSIVE " PY " '%s/bench/peer_torch.py' "
+             "OMP_WAIT_POLICY=PASSIVE " BENCH_PY " '%s/bench/peer_torch.py' "
              "--shape %s --threads %d --batch %d --seq %d --decode %d",
              g_root, sh->name, g_threads, BATCH, SEQ, g_decode);
     fflush(stdout);
     FILE *p = popen(cmd, "r");
     if (!p) {
-        snprintf(why, whylen, "cannot run %s", PY);
+        snprintf(why, whylen, "cannot run %s", BENCH_PY);
         return -1;
     }
     while (fgets(line, sizeof line, p)) {
@@ -304,13 +303,6 @@ static int run_peer(shape *sh, char *why, size_t whylen)
         return -1;
     }
     return 0;
-}
-
-static bool torch_available(void)
-{
-    if (access(PY, X_OK))
-        return false;
-    return system(PY " -c 'import torch' >/dev/null 2>&1") == 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -383,7 +375,7 @@ static void measure_shape(shape *sh, int rep, bool peer, bool have_torch)
     if (!have_torch) {
         if (!rep)
             printf("  PyTorch peer SKIPPED: %s with torch not found "
-                   "(apt install python3-torch)\n", PY);
+                   "(apt install python3-torch)\n", BENCH_PY);
         return;
     }
     char why[256] = "";
@@ -463,7 +455,7 @@ int main(int argc, char **argv)
     printf("  read %.1f GB/s, triad %.1f GB/s (read on 1 thread %.1f GB/s)\n\n",
            bw[0], bw[1], bw[2]);
 
-    bool have_torch = peer && torch_available();
+    bool have_torch = peer && bench_torch_available();
     for (int i = 0; i < N_SHAPES; i++) {
         shape *sh = &shapes[i];
         if (only && strcmp(only, sh->name))

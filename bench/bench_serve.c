@@ -310,11 +310,10 @@ static double peer_prefill(const char *shape, int len)
 {
     char cmd[8192], line[512];
     double v = 0, best = 0;
-    if (access("/usr/bin/python3", X_OK) ||
-        system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1"))
+    if (!bench_torch_available())
         return 0;
     snprintf(cmd, sizeof cmd,
-             "OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 "
+             "OMP_WAIT_POLICY=PASSIVE " BENCH_PY " "
              "'%s/bench/peer_torch.py' --shape %s --threads %d --seq %d "
              "--prefill-only", TUNA_SOURCE_ROOT, shape, g_threads, len);
     fflush(stdout);
